@@ -1,0 +1,1 @@
+int vg__net_placeholder;

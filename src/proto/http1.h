@@ -1,0 +1,107 @@
+/*
+ * HTTP/1.1 request parsing (llhttp) and response writing.  Does no I/O: bytes in, requests out;
+ * responses are appended to a vg_buf_t for the owner to send.
+ *
+ * One parser per connection.  vg_http_parse returns after each complete request so the owner
+ * answers pipelined requests one at a time, in order.  The request's views point into memory the
+ * parser owns (headers and body are copied there as they arrive, bounded by the limits), valid
+ * until the next vg_http_parse or vg_http_parser_dispose call.
+ */
+#ifndef VG_PROTO_HTTP1_H
+#define VG_PROTO_HTTP1_H
+
+#include <stddef.h>
+
+#include <llhttp.h>
+
+#include "util/buf.h"
+
+#define VG_HTTP_MAX_HEADERS 64
+
+typedef struct vg_http_header_s {
+    vg_iov_t name;
+    vg_iov_t value;
+} vg_http_header_t;
+
+typedef struct vg_http_request_s {
+    int method;            /* llhttp_method_t, e.g. HTTP_GET */
+    vg_iov_t method_name;  /* "GET" */
+    vg_iov_t target;       /* raw request target as sent: "/a%20b?x=1" */
+    vg_iov_t path;         /* target up to '?' or '#', still percent-encoded */
+    vg_iov_t query;        /* after '?', without it (empty if none) */
+    int version_major, version_minor;
+    vg_http_header_t headers[VG_HTTP_MAX_HEADERS];
+    size_t num_headers;
+    vg_iov_t body;
+    int keep_alive; /* the connection may stay open after the response */
+    int upgrade;    /* Connection: upgrade with an Upgrade header (e.g. websocket) */
+} vg_http_request_t;
+
+typedef struct vg_http_limits_s {
+    size_t max_header_bytes; /* request line + headers; over it: 431 (default 16 KiB) */
+    size_t max_body_bytes;   /* over it: 413 (default 1 MiB) */
+} vg_http_limits_t;
+
+enum vg_http_parse_result { VG_HTTP_NEED_MORE = 0, VG_HTTP_REQUEST = 1 };
+
+typedef struct vg_http_parser_s {
+    /* private */
+    llhttp_t _llhttp;
+    llhttp_settings_t _settings;
+    vg_http_limits_t _limits;
+    vg_buf_t _buf;            /* request line, header bytes and body of the current request */
+    size_t _header_bytes;     /* counted against max_header_bytes */
+    int _err;                 /* sticky error (VG_EHTTP_*) */
+    int _complete;            /* the current request is complete */
+    int _in_header_value;     /* last callback was a header value */
+    vg_http_request_t _req;   /* offsets while parsing, turned into views on completion */
+    size_t _off[2 * VG_HTTP_MAX_HEADERS + 4];
+} vg_http_parser_t;
+
+void vg_http_parser_init(vg_http_parser_t *p, const vg_http_limits_t *limits);
+void vg_http_parser_dispose(vg_http_parser_t *p);
+
+/* Parses bytes from the peer.  Sets *consumed to the number of bytes used.
+ * Returns:
+ *   VG_HTTP_REQUEST   one complete request is in *req; bytes after *consumed belong to the next
+ *                     request (call again with them) or, if req->upgrade, to the new protocol.
+ *   VG_HTTP_NEED_MORE everything was consumed; the request is not complete yet.
+ *   VG_EHTTP_BAD_REQUEST, VG_EHTTP_HEADERS_TOO_BIG, VG_EHTTP_BODY_TOO_BIG,
+ *   VG_EHTTP_URI_TOO_LONG, VG_EHTTP_UNSUPPORTED
+ *                     the connection is unusable: answer with vg_http_status_for_error and close.
+ *                     Sticky: later calls return the same error. */
+int vg_http_parse(vg_http_parser_t *p, const char *data, size_t len, size_t *consumed,
+                  vg_http_request_t **req);
+
+/* Nonzero when a request has begun but is not complete (for the read timeout's log line). */
+int vg_http_parser_in_request(const vg_http_parser_t *p);
+
+/* Returns the value of the first header named `name` (ASCII case-insensitive), or a NULL view. */
+vg_iov_t vg_http_header_get(const vg_http_request_t *req, const char *name);
+/* Nonzero when a comma-separated header (e.g. Connection) contains `token`, case-insensitively. */
+int vg_http_header_has_token(const vg_http_request_t *req, const char *name, const char *token);
+/* Finds query parameter `name` in req->query; writes its percent-decoded value to out
+ * (NUL-terminated, truncated to outcap-1).  Returns the decoded length, or -1 if absent. */
+int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap);
+
+/* Percent-decodes a request path into out (NUL-terminated) and checks it is safe to map onto a
+ * directory: it must start with '/', contain no NUL, no backslash, and no "." or ".." segment
+ * once decoded.  Returns the decoded length, or VG_EINVAL. */
+int vg_http_path_decode(vg_iov_t raw, char *out, size_t outcap);
+
+/* HTTP status code for a VG_EHTTP_* error (400, 431, 413, 414, 505). */
+int vg_http_status_for_error(int err);
+/* Reason phrase for a status code ("Not Found"). */
+const char *vg_http_status_text(int status);
+
+/* Appends a complete response: status line, Date-less minimal headers (Content-Type if given,
+ * Content-Length, Connection: keep-alive|close), the extra headers (each "Name: value\r\n",
+ * may be NULL), then the body. */
+void vg_http_write_response(vg_buf_t *out, int status, const char *content_type,
+                            const char *extra_headers, const void *body, size_t body_len,
+                            int keep_alive);
+/* Appends a JSON error response: body {"error":{"code":"<code>","message":"<message>"}}. */
+void vg_http_write_error(vg_buf_t *out, int status, const char *code, const char *message,
+                         const char *extra_headers, int keep_alive);
+
+#endif
