@@ -1,4 +1,156 @@
-int main(void)
+/*
+ * vigil: argv, configuration, signals, and the main thread's loop (h2o src/main.c).
+ *
+ * The main thread binds the listening sockets, starts the workers and then only waits for
+ * SIGINT/SIGTERM; the workers do all connection work on their own loops.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "app/app.h"
+#include "app/config.h"
+#include "net/server.h"
+#include "util/log.h"
+
+extern char **environ;
+
+static void usage(FILE *out)
 {
+    fprintf(out, "vigil %s - real-time push server for camera and device dashboards\n\n"
+                 "Usage: vigil <command> [options]\n\n"
+                 "Commands:\n"
+                 "  serve      run the server (vigil serve --help for its options)\n"
+                 "  version    print the version\n"
+                 "  help       show this help\n",
+            VG_VERSION);
+}
+
+static void serve_usage(FILE *out)
+{
+    fprintf(out, "Usage: vigil serve [options]\n\n"
+                 "Options (flags override VIGIL_* environment variables, which override the\n"
+                 "--config JSON file, whose keys are the option names):\n");
+    vg_config_print_help(out);
+}
+
+typedef struct main_ctx_s {
+    vg_server_t *server;
+    uv_signal_t sigint, sigterm;
+    int stopping;
+} main_ctx_t;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    main_ctx_t *ctx = h->data;
+    if (ctx->stopping) {
+        vg_warning("second %s: exiting now", signum == SIGINT ? "SIGINT" : "SIGTERM");
+        exit(1);
+    }
+    ctx->stopping = 1;
+    vg_notice("%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    vg_server_stop(ctx->server);
+    /* Stay subscribed: a second signal forces the exit. */
+    uv_unref((uv_handle_t *)&ctx->sigint);
+    uv_unref((uv_handle_t *)&ctx->sigterm);
+}
+
+static void apply_logging(const vg_config_t *cfg)
+{
+    vg_log_level = cfg->log_level;
+    vg_log_set_format((enum vg_log_format)cfg->log_format);
+}
+
+static int serve(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            serve_usage(stdout);
+            return 0;
+        }
+    }
+    vg_config_t cfg;
+    char err[512];
+    if (vg_config_load(&cfg, argc, argv, environ, err, sizeof(err)) != 0) {
+        fprintf(stderr, "vigil: %s\n", err);
+        vg_config_dispose(&cfg);
+        return 2;
+    }
+    apply_logging(&cfg);
+    signal(SIGPIPE, SIG_IGN);
+
+    vg_app_t app;
+    vg_app_init(&app, &cfg);
+    vg_server_options_t opts = {
+        .listen = (const char *const *)cfg.listen,
+        .num_listen = cfg.num_listen,
+        .workers = cfg.workers,
+        .max_outbound = cfg.max_outbound,
+        .drain_timeout_ms = (uint64_t)(cfg.shutdown_timeout * 1000),
+        .app = &app,
+    };
+    vg_server_callbacks_t cb = {.on_accept = vg_app_on_accept};
+    main_ctx_t ctx = {0};
+    int rc = vg_server_new(&ctx.server, &opts, &cb, err, sizeof(err));
+    if (rc != 0) {
+        vg_warning("%s", err);
+        vg_app_dispose(&app);
+        vg_config_dispose(&cfg);
+        return 1;
+    }
+    app.server = ctx.server;
+    vg_notice("vigil %s starting: %d worker(s), pid %d", VG_VERSION, cfg.workers, (int)getpid());
+    for (size_t i = 0; i < vg_server_num_listen(ctx.server); i++)
+        vg_notice("listening on http://%s", vg_server_listen_name(ctx.server, i));
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &ctx.sigint);
+    uv_signal_init(loop, &ctx.sigterm);
+    ctx.sigint.data = ctx.sigterm.data = &ctx;
+    uv_signal_start(&ctx.sigint, on_signal, SIGINT);
+    uv_signal_start(&ctx.sigterm, on_signal, SIGTERM);
+    if (vg_server_start(ctx.server) != 0) {
+        vg_warning("cannot start the workers");
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    vg_server_join(ctx.server);
+    vg_notice("shutdown complete");
+
+    uv_close((uv_handle_t *)&ctx.sigint, NULL);
+    uv_close((uv_handle_t *)&ctx.sigterm, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    vg_server_free(ctx.server);
+    vg_app_dispose(&app);
+    vg_config_dispose(&cfg);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("vigil %s\n", VG_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2 && strcmp(argv[2], "serve") == 0)
+            serve_usage(stdout);
+        else
+            usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "vigil: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
 }

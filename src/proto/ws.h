@@ -94,6 +94,7 @@ struct vg_ws_s {
     uint64_t _payload_got; /* of the current frame, so far */
     /* message layer */
     int _msg_opcode;       /* TEXT/BINARY of the message in progress, 0 if none */
+    size_t _msg_len;       /* payload bytes of the message in progress so far (all fragments) */
     vg_buf_t _msg;         /* reassembled payload of the message in progress */
     vg_buf_t _ctl;         /* payload of the control frame in progress */
     vg_utf8_t _utf8;       /* incremental validator for the text message in progress */

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vigil needs, only those that are missing.
+#   scripts/deps.sh build   what building needs
+#   scripts/deps.sh test    what building and every test need
+# Runs apt-get as root (directly, or through sudo when not root).
+set -euo pipefail
+
+build_pkgs=(cmake make gcc clang pkg-config libuv1-dev node-llhttp libssl-dev libjansson-dev
+            zlib1g-dev)
+test_pkgs=(libcmocka-dev libclang-rt-14-dev llvm python3 python3-pytest python3-websockets)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-build}" = test ]; then
+  want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: run as root to install: ${missing[*]}" >&2; exit 1; }
+  as_root=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

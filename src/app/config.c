@@ -1,0 +1,416 @@
+#include "app/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+enum opt_type { T_BOOL, T_INT, T_SIZE, T_SECONDS, T_STRING, T_LIST, T_LOGLEVEL, T_LOGFORMAT };
+
+typedef struct option_s {
+    const char *name; /* flag without dashes; env is VIGIL_ + upper(name) with '-' -> '_' */
+    enum opt_type type;
+    size_t offset;    /* into vg_config_t */
+    double min, max;  /* for numbers */
+    const char *def;  /* default, as text (NULL: none) */
+    const char *help;
+} option_t;
+
+#define OFF(f) offsetof(vg_config_t, f)
+#define KiB 1024.0
+#define GiB (1024.0 * 1024.0 * 1024.0)
+
+static const option_t options[] = {
+    {"listen", T_LIST, OFF(listen), 0, 0, "127.0.0.1:8000",
+     "address to listen on, HOST:PORT or [V6]:PORT (repeatable)"},
+    {"workers", T_INT, OFF(workers), 1, 256, NULL, "worker threads (default: number of cores)"},
+    {"data-dir", T_STRING, OFF(data_dir), 0, 0, "./vigil-data", "directory for durable data"},
+    {"log-level", T_LOGLEVEL, OFF(log_level), 0, 0, "notice", "debug|verbose|notice|warning"},
+    {"log-format", T_LOGFORMAT, OFF(log_format), 0, 0, "text", "text|json"},
+    {"max-message-size", T_SIZE, OFF(max_message_size), 16, 1 * GiB, "1MiB",
+     "largest WebSocket message accepted (over it: close 1009)"},
+    {"max-outbound", T_SIZE, OFF(max_outbound), 4 * KiB, 16 * GiB, "4MiB",
+     "bytes queued for one slow client before it is closed (1008 slow consumer)"},
+    {"max-header-size", T_SIZE, OFF(max_header_size), 1 * KiB, 1024 * KiB, "16KiB",
+     "largest HTTP request line + headers (over it: 431)"},
+    {"max-body-size", T_SIZE, OFF(max_body_size), 0, 1 * GiB, "1MiB",
+     "largest HTTP request body (over it: 413)"},
+    {"request-timeout", T_SECONDS, OFF(request_timeout), 0.01, 3600, "10",
+     "seconds a client has to send a whole request"},
+    {"idle-timeout", T_SECONDS, OFF(idle_timeout), 0.01, 86400, "60",
+     "seconds an idle keep-alive HTTP connection is kept"},
+    {"shutdown-timeout", T_SECONDS, OFF(shutdown_timeout), 0.1, 60, "3",
+     "seconds connections get to close on SIGTERM before they are cut"},
+    {"echo", T_BOOL, OFF(echo), 0, 0, "false", "enable the /echo WebSocket endpoint"},
+    {"config", T_STRING, OFF(config_file), 0, 0, NULL, "JSON config file"},
+};
+
+static const option_t *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+int vg_parse_size(const char *text, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || errno != 0 || !(v >= 0))
+        return VG_EINVAL;
+    double mult = 1;
+    if (*end != '\0') {
+        char unit = (char)toupper((unsigned char)*end);
+        const char *rest = end + 1;
+        if (unit == 'K')
+            mult = 1024.0;
+        else if (unit == 'M')
+            mult = 1024.0 * 1024;
+        else if (unit == 'G')
+            mult = 1024.0 * 1024 * 1024;
+        else if (unit != 'B')
+            return VG_EINVAL;
+        if (unit != 'B' && (strcasecmp(rest, "ib") == 0 || strcasecmp(rest, "b") == 0))
+            rest = "";
+        if (*rest != '\0')
+            return VG_EINVAL;
+    }
+    v *= mult;
+    if (v > 1e15 || v != floor(v))
+        return VG_EINVAL;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_bool(const char *text, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false",
+                                                                               "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(text, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return VG_EINVAL;
+}
+
+static const char *expected(const option_t *o)
+{
+    switch (o->type) {
+    case T_BOOL: return "true or false";
+    case T_INT: return "a whole number";
+    case T_SIZE: return "a size such as 65536, 64KiB or 1MiB";
+    case T_SECONDS: return "a number of seconds such as 10 or 0.5";
+    case T_LOGLEVEL: return "debug, verbose, notice or warning";
+    case T_LOGFORMAT: return "text or json";
+    default: return "a value";
+    }
+}
+
+static void free_list(vg_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->num_listen; i++)
+        vg_free(cfg->listen[i]);
+    cfg->num_listen = 0;
+}
+
+/* Sets one option from its text form.  `append` adds to a list instead of replacing it. */
+static int set_option(vg_config_t *cfg, const option_t *o, const char *value, int append,
+                      const char *source, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    double num = 0;
+    int ival;
+    size_t size;
+    char *end;
+    switch (o->type) {
+    case T_BOOL:
+        if (parse_bool(value, &ival) != 0)
+            goto bad;
+        *(int *)field = ival;
+        return 0;
+    case T_INT:
+        errno = 0;
+        num = (double)strtol(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno != 0)
+            goto bad;
+        goto range;
+    case T_SIZE:
+        if (vg_parse_size(value, &size) != 0)
+            goto bad;
+        num = (double)size;
+        goto range;
+    case T_SECONDS:
+        errno = 0;
+        num = strtod(value, &end);
+        if (*value == '\0' || *end != '\0' || errno != 0 || !(num == num))
+            goto bad;
+        goto range;
+    case T_STRING:
+        vg_free(*(char **)field);
+        *(char **)field = vg_strdup(value);
+        return 0;
+    case T_LIST:
+        if (!append)
+            free_list(cfg);
+        if (cfg->num_listen == VG_CONFIG_MAX_LISTEN) {
+            snprintf(err, errlen, "too many --%s values (at most %d)", o->name,
+                     VG_CONFIG_MAX_LISTEN);
+            return VG_ECONFIG;
+        }
+        cfg->listen[cfg->num_listen++] = vg_strdup(value);
+        return 0;
+    case T_LOGLEVEL:
+        if ((ival = vg_log_level_parse(value)) < 0)
+            goto bad;
+        *(int *)field = ival;
+        return 0;
+    case T_LOGFORMAT:
+        if (strcmp(value, "text") == 0)
+            *(int *)field = VG_LOG_TEXT;
+        else if (strcmp(value, "json") == 0)
+            *(int *)field = VG_LOG_JSON;
+        else
+            goto bad;
+        return 0;
+    }
+bad:
+    snprintf(err, errlen, "invalid value '%s' for --%s (from %s): expected %s", value, o->name,
+             source, expected(o));
+    return VG_ECONFIG;
+range:
+    if (num < o->min || num > o->max) {
+        snprintf(err, errlen, "value '%s' for --%s (from %s) is out of range [%g, %g]", value,
+                 o->name, source, o->min, o->max);
+        return VG_ECONFIG;
+    }
+    if (o->type == T_INT)
+        *(int *)field = (int)num;
+    else if (o->type == T_SIZE)
+        *(size_t *)field = (size_t)num;
+    else
+        *(double *)field = num;
+    return 0;
+}
+
+static int apply_defaults(vg_config_t *cfg, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (options[i].def != NULL &&
+            set_option(cfg, &options[i], options[i].def, 0, "default", err, errlen) != 0)
+            return VG_ECONFIG;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = cores > 0 ? (int)(cores > 256 ? 256 : cores) : 1;
+    return 0;
+}
+
+/* A JSON scalar as the text the flag would take. */
+static int json_to_text(json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_true(v))
+        snprintf(buf, len, "true");
+    else if (json_is_false(v))
+        snprintf(buf, len, "false");
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, len, "%.17g", json_real_value(v));
+    else
+        return VG_EINVAL;
+    return 0;
+}
+
+static int apply_file(vg_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        snprintf(err, errlen, "cannot read config file %s: %s (line %d)", path, jerr.text,
+                 jerr.line);
+        return VG_ECONFIG;
+    }
+    int rc = 0;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "config file %s: expected a JSON object", path);
+        rc = VG_ECONFIG;
+        goto Exit;
+    }
+    char source[300], text[512];
+    snprintf(source, sizeof(source), "config file %s", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        const option_t *o = find_option(key, strlen(key));
+        if (o == NULL || strcmp(o->name, "config") == 0) {
+            snprintf(err, errlen, "config file %s: unknown option '%s'", path, key);
+            rc = VG_ECONFIG;
+            goto Exit;
+        }
+        if (o->type == T_LIST && json_is_array(v)) {
+            free_list(cfg);
+            size_t i;
+            json_t *item;
+            json_array_foreach(v, i, item)
+            {
+                if (json_to_text(item, text, sizeof(text)) != 0 ||
+                    set_option(cfg, o, text, 1, source, err, errlen) != 0)
+                    goto bad_value;
+            }
+            continue;
+        }
+        if (json_to_text(v, text, sizeof(text)) != 0 ||
+            set_option(cfg, o, text, 0, source, err, errlen) != 0)
+            goto bad_value;
+    }
+    goto Exit;
+bad_value:
+    if (err[0] == '\0')
+        snprintf(err, errlen, "config file %s: invalid value for '%s'", path, key);
+    rc = VG_ECONFIG;
+Exit:
+    json_decref(root);
+    return rc;
+}
+
+static void env_name(const option_t *o, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "VIGIL_");
+    for (const char *p = o->name; *p != '\0' && n + 1 < len; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+static int apply_env(vg_config_t *cfg, char **envp, char *err, size_t errlen)
+{
+    if (envp == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        const option_t *o = &options[i];
+        if (strcmp(o->name, "config") == 0)
+            continue;
+        char name[64];
+        env_name(o, name, sizeof(name));
+        size_t nlen = strlen(name);
+        for (char **e = envp; *e != NULL; e++) {
+            if (strncmp(*e, name, nlen) != 0 || (*e)[nlen] != '=')
+                continue;
+            char source[80];
+            snprintf(source, sizeof(source), "environment %s", name);
+            /* VIGIL_LISTEN may hold several addresses separated by commas. */
+            if (o->type == T_LIST) {
+                char *copy = vg_strdup(*e + nlen + 1), *save = NULL;
+                int first = 1, rc = 0;
+                for (char *tok = strtok_r(copy, ", ", &save); tok && rc == 0;
+                     tok = strtok_r(NULL, ", ", &save), first = 0)
+                    rc = set_option(cfg, o, tok, !first, source, err, errlen);
+                vg_free(copy);
+                if (rc != 0)
+                    return rc;
+            } else if (set_option(cfg, o, *e + nlen + 1, 0, source, err, errlen) != 0) {
+                return VG_ECONFIG;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Splits "--name=value" / "--name value" / "--flag".  Returns the option or NULL. */
+static const option_t *flag_option(const char *arg, const char **inline_value)
+{
+    if (strncmp(arg, "--", 2) != 0)
+        return NULL;
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    *inline_value = eq ? eq + 1 : NULL;
+    return find_option(name, eq ? (size_t)(eq - name) : strlen(name));
+}
+
+static int apply_flags(vg_config_t *cfg, int argc, char **argv, int pass_config, char *err,
+                       size_t errlen)
+{
+    int listen_from_flags = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *value;
+        const option_t *o = flag_option(argv[i], &value);
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", argv[i]);
+            return VG_ECONFIG;
+        }
+        if (value == NULL && o->type == T_BOOL) {
+            value = "true";
+        } else if (value == NULL) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "option --%s needs a value", o->name);
+                return VG_ECONFIG;
+            }
+            value = argv[++i];
+        }
+        int is_config = strcmp(o->name, "config") == 0;
+        if (is_config != pass_config)
+            continue;
+        int append = o->type == T_LIST && listen_from_flags++ > 0;
+        if (set_option(cfg, o, value, append, "command line", err, errlen) != 0)
+            return VG_ECONFIG;
+    }
+    return 0;
+}
+
+int vg_config_load(vg_config_t *cfg, int argc, char **argv, char **envp, char *err,
+                   size_t errlen)
+{
+    err[0] = '\0';
+    if (apply_defaults(cfg, err, errlen) != 0)
+        return VG_ECONFIG;
+    /* The config file's path itself comes from the flag or VIGIL_CONFIG. */
+    for (char **e = envp; e != NULL && *e != NULL; e++)
+        if (strncmp(*e, "VIGIL_CONFIG=", 13) == 0)
+            cfg->config_file = vg_strdup(*e + 13);
+    if (apply_flags(cfg, argc, argv, 1, err, errlen) != 0)
+        return VG_ECONFIG;
+    if (cfg->config_file != NULL && apply_file(cfg, cfg->config_file, err, errlen) != 0)
+        return VG_ECONFIG;
+    if (apply_env(cfg, envp, err, errlen) != 0)
+        return VG_ECONFIG;
+    if (apply_flags(cfg, argc, argv, 0, err, errlen) != 0)
+        return VG_ECONFIG;
+    if (cfg->num_listen == 0) {
+        snprintf(err, errlen, "--listen: at least one address is needed");
+        return VG_ECONFIG;
+    }
+    return 0;
+}
+
+void vg_config_dispose(vg_config_t *cfg)
+{
+    free_list(cfg);
+    vg_free(cfg->data_dir);
+    vg_free(cfg->config_file);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+void vg_config_print_help(FILE *out)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        const option_t *o = &options[i];
+        char flag[64], env[64];
+        snprintf(flag, sizeof(flag), "--%s%s", o->name, o->type == T_BOOL ? "" : " VALUE");
+        env_name(o, env, sizeof(env));
+        fprintf(out, "  %-28s %s", flag, o->help);
+        if (o->def != NULL && o->type != T_BOOL)
+            fprintf(out, " [default: %s]", o->def);
+        fprintf(out, "\n  %-28s env %s\n", "", env);
+    }
+}

@@ -1,0 +1,45 @@
+/*
+ * Configuration: one declarative table of options (redis static_configs), filled from, in order
+ * of precedence, command-line flags, VIGIL_* environment variables, a JSON config file
+ * (--config) and the defaults.  Every value is checked against the table before the server
+ * starts; a bad one is reported with the option's name and the caller exits with status 2.
+ */
+#ifndef VG_APP_CONFIG_H
+#define VG_APP_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define VG_CONFIG_MAX_LISTEN 16
+
+typedef struct vg_config_s {
+    char *listen[VG_CONFIG_MAX_LISTEN];
+    size_t num_listen;
+    int workers;
+    char *data_dir;
+    int log_level;  /* enum vg_log_level */
+    int log_format; /* enum vg_log_format */
+    size_t max_message_size;
+    size_t max_outbound;
+    size_t max_header_size;
+    size_t max_body_size;
+    double request_timeout; /* seconds */
+    double idle_timeout;    /* seconds a keep-alive connection may sit between requests */
+    double shutdown_timeout; /* seconds connections get to close on SIGTERM */
+    int echo;
+    char *config_file;
+} vg_config_t;
+
+/* Fills cfg from defaults, the config file, the environment (envp) and argv (the arguments after
+ * the subcommand).  On error returns VG_ECONFIG and writes a message naming the option to err. */
+int vg_config_load(vg_config_t *cfg, int argc, char **argv, char **envp, char *err,
+                   size_t errlen);
+void vg_config_dispose(vg_config_t *cfg);
+/* Prints the options table (name, value, default, help) for --help. */
+void vg_config_print_help(FILE *out);
+
+/* Parses "1048576", "64K", "64KiB", "1M", "1MiB", "2G" (binary multiples).  Returns 0 or
+ * VG_EINVAL. */
+int vg_parse_size(const char *text, size_t *out);
+
+#endif

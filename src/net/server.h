@@ -1,0 +1,97 @@
+/*
+ * vg_server_t: the listening sockets and the worker threads.
+ *
+ * One libuv loop per worker thread.  Each worker has its own listening socket per address,
+ * bound with SO_REUSEPORT, so the kernel spreads accepts across workers and no lock is taken on
+ * accept.  The sockets are bound on the main thread (so a busy port fails the start with a clear
+ * message) and opened on each worker's loop.
+ *
+ * Shutdown: vg_server_stop (from the main thread's signal handler) wakes every worker; each
+ * stops accepting, calls handler->on_shutdown on every connection, and exits its loop when the
+ * last connection is gone or the drain deadline passes (then the rest are closed at once).
+ */
+#ifndef VG_NET_SERVER_H
+#define VG_NET_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "net/conn.h"
+
+typedef struct vg_server_s vg_server_t;
+
+/* Size of each worker's shared read buffer. */
+#define VG_READ_BUF_SIZE (64 * 1024)
+
+typedef struct vg_server_callbacks_s {
+    /* A connection was accepted on worker w: set c->handler (and c->data).  Runs on the
+     * worker's thread. */
+    void (*on_accept)(vg_worker_t *w, vg_conn_t *c);
+    /* The worker's loop is about to run / has finished (per-worker state).  May be NULL. */
+    void (*on_worker_start)(vg_worker_t *w);
+    void (*on_worker_stop)(vg_worker_t *w);
+} vg_server_callbacks_t;
+
+typedef struct vg_server_options_s {
+    const char *const *listen; /* "HOST:PORT" or "[V6]:PORT" */
+    size_t num_listen;
+    int workers;
+    size_t max_outbound;       /* bytes a connection may have queued */
+    uint64_t drain_timeout_ms; /* on stop, how long connections get to finish */
+    void *app;                 /* handed to callbacks through vg_worker_app() */
+} vg_server_options_t;
+
+struct vg_worker_s {
+    /* public */
+    void *data; /* the app's per-worker state */
+    /* read-only */
+    vg_server_t *server;
+    uv_loop_t loop;
+    int id;                  /* 0 .. workers-1 */
+    size_t num_conns;
+    size_t max_outbound;
+    vg_conn_t *conns;        /* live connections (doubly linked) */
+    int stopping;
+    /* private */
+    uv_thread_t _thread;
+    uv_tcp_t *_listeners;
+    size_t _num_listeners;
+    uv_async_t _stop_async;
+    uv_check_t _flush_check;
+    uv_timer_t _drain_timer;
+    vg_conn_t *_flush_head;
+    uint64_t _next_conn_id;
+    char *_read_buf; /* shared by every connection of this worker */
+};
+
+/* Parses addresses and binds every listening socket (workers x addresses).  On failure returns
+ * a negative code and writes a message naming the address into err. */
+int vg_server_new(vg_server_t **out, const vg_server_options_t *opts,
+                  const vg_server_callbacks_t *cb, char *err, size_t errlen);
+/* Starts the worker threads. */
+int vg_server_start(vg_server_t *s);
+/* Asks every worker to drain and stop.  Thread-safe and idempotent; call from any thread. */
+void vg_server_stop(vg_server_t *s);
+/* Waits for every worker thread to finish. */
+void vg_server_join(vg_server_t *s);
+void vg_server_free(vg_server_t *s);
+
+void *vg_worker_app(const vg_worker_t *w);
+/* Bound address of listener i (after vg_server_new), for logs: "127.0.0.1:8000". */
+const char *vg_server_listen_name(const vg_server_t *s, size_t i);
+size_t vg_server_num_listen(const vg_server_t *s);
+
+/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into a sockaddr.  Returns 0 or VG_EINVAL. */
+int vg_parse_listen_addr(const char *text, struct sockaddr_storage *out);
+/* Formats an address as "1.2.3.4:80" or "[::1]:80". */
+void vg_format_addr(const struct sockaddr *sa, char *out, size_t outlen);
+
+/* Internal to the net layer (conn.c <-> server.c). */
+vg_conn_t *vg__conn_new(vg_worker_t *w);
+void vg__conn_start(vg_conn_t *c);
+void vg__worker_flush(vg_worker_t *w);
+void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c);
+
+#endif
