@@ -74,7 +74,8 @@ static int serve(int argc, char **argv)
     }
     vg_config_t cfg;
     char err[512];
-    if (vg_config_load(&cfg, argc, argv, environ, err, sizeof(err)) != 0) {
+    if (vg_config_load(&cfg, argc, (const char *const *)argv, (const char *const *)environ, err,
+                       sizeof(err)) != 0) {
         fprintf(stderr, "vigil: %s\n", err);
         vg_config_dispose(&cfg);
         return 2;

@@ -294,7 +294,7 @@ static void env_name(const option_t *o, char *out, size_t len)
     out[n] = '\0';
 }
 
-static int apply_env(vg_config_t *cfg, char **envp, char *err, size_t errlen)
+static int apply_env(vg_config_t *cfg, const char *const *envp, char *err, size_t errlen)
 {
     if (envp == NULL)
         return 0;
@@ -305,7 +305,7 @@ static int apply_env(vg_config_t *cfg, char **envp, char *err, size_t errlen)
         char name[64];
         env_name(o, name, sizeof(name));
         size_t nlen = strlen(name);
-        for (char **e = envp; *e != NULL; e++) {
+        for (const char *const *e = envp; *e != NULL; e++) {
             if (strncmp(*e, name, nlen) != 0 || (*e)[nlen] != '=')
                 continue;
             char source[80];
@@ -338,7 +338,7 @@ static const option_t *flag_option(const char *arg, const char **inline_value)
     return find_option(name, eq ? (size_t)(eq - name) : strlen(name));
 }
 
-static int apply_flags(vg_config_t *cfg, int argc, char **argv, int pass_config, char *err,
+static int apply_flags(vg_config_t *cfg, int argc, const char *const *argv, int pass_config, char *err,
                        size_t errlen)
 {
     int listen_from_flags = 0;
@@ -368,14 +368,15 @@ static int apply_flags(vg_config_t *cfg, int argc, char **argv, int pass_config,
     return 0;
 }
 
-int vg_config_load(vg_config_t *cfg, int argc, char **argv, char **envp, char *err,
+int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv,
+                   const char *const *envp, char *err,
                    size_t errlen)
 {
     err[0] = '\0';
     if (apply_defaults(cfg, err, errlen) != 0)
         return VG_ECONFIG;
     /* The config file's path itself comes from the flag or VIGIL_CONFIG. */
-    for (char **e = envp; e != NULL && *e != NULL; e++)
+    for (const char *const *e = envp; e != NULL && *e != NULL; e++)
         if (strncmp(*e, "VIGIL_CONFIG=", 13) == 0)
             cfg->config_file = vg_strdup(*e + 13);
     if (apply_flags(cfg, argc, argv, 1, err, errlen) != 0)

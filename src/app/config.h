@@ -32,7 +32,8 @@ typedef struct vg_config_s {
 
 /* Fills cfg from defaults, the config file, the environment (envp) and argv (the arguments after
  * the subcommand).  On error returns VG_ECONFIG and writes a message naming the option to err. */
-int vg_config_load(vg_config_t *cfg, int argc, char **argv, char **envp, char *err,
+int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv,
+                   const char *const *envp, char *err,
                    size_t errlen);
 void vg_config_dispose(vg_config_t *cfg);
 /* Prints the options table (name, value, default, help) for --help. */

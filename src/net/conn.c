@@ -1,5 +1,6 @@
 #include "net/conn.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "net/server.h"
@@ -16,11 +17,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void start_closing(vg_conn_t *c);
 
+/* Connection ids are unique across workers, for logs and the admin API. */
+static atomic_uint_fast64_t next_conn_id = 1;
+
 vg_conn_t *vg__conn_new(vg_worker_t *w)
 {
     vg_conn_t *c = vg_calloc(1, sizeof(*c));
     c->worker = w;
-    c->id = ((uint64_t)w->id << 48) | ++w->_next_conn_id;
+    c->id = atomic_fetch_add_explicit(&next_conn_id, 1, memory_order_relaxed);
     c->created = uv_now(&w->loop);
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->_timer);
@@ -30,7 +34,7 @@ vg_conn_t *vg__conn_new(vg_worker_t *w)
     return c;
 }
 
-void vg__conn_start(vg_conn_t *c)
+void vg__conn_accepted(vg_conn_t *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
@@ -38,7 +42,12 @@ void vg__conn_start(vg_conn_t *c)
         vg_format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
     else
         strcpy(c->peer, "?");
+    /* Frames are written whole, once per loop turn: Nagle would only add latency. */
     uv_tcp_nodelay(&c->tcp, 1);
+}
+
+void vg__conn_start(vg_conn_t *c)
+{
     int err = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (err != 0) {
         vg_verbose("conn %s: read_start failed: %s", c->peer, uv_strerror(err));
@@ -127,7 +136,9 @@ int vg_conn_send_force(vg_conn_t *c, vg_chunk_t *chunk)
 
 int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk)
 {
-    if (c->_q_bytes + chunk->len > c->worker->max_outbound &&
+    /* The limit bounds the backlog, not one message (that is --max-message-size's job): a chunk
+     * larger than the limit still goes out when nothing else is waiting. */
+    if (c->_q_bytes > 0 && c->_q_bytes + chunk->len > c->worker->max_outbound &&
         !(c->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE | VG_CONN_F_LINGER)))
         return VG_ELIMIT;
     return vg_conn_send_force(c, chunk);

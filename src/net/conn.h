@@ -76,8 +76,9 @@ struct vg_conn_s {
 };
 
 /* Queues one reference to `chunk` (the caller keeps its own).  Returns 0, VG_ECLOSED when the
- * conn is closing, or VG_ELIMIT when the queue would exceed the worker's max_outbound (nothing
- * queued). */
+ * conn is closing, or VG_ELIMIT when the queue is not empty and would exceed the worker's
+ * max_outbound (nothing queued).  So a connection holds at most max_outbound bytes plus one
+ * chunk. */
 int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk);
 /* Like vg_conn_send but ignores max_outbound: for the few small frames that must go out on the
  * way to closing (close frames, error responses). */

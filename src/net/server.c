@@ -197,6 +197,7 @@ static void on_connection(uv_stream_t *listener, int status)
         w->conns->_prev = c;
     w->conns = c;
     w->num_conns++;
+    vg__conn_accepted(c);
     w->server->cb.on_accept(w, c);
     vg__conn_start(c);
 }

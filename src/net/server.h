@@ -62,7 +62,6 @@ struct vg_worker_s {
     uv_check_t _flush_check;
     uv_timer_t _drain_timer;
     vg_conn_t *_flush_head;
-    uint64_t _next_conn_id;
     char *_read_buf; /* shared by every connection of this worker */
 };
 
@@ -90,6 +89,7 @@ void vg_format_addr(const struct sockaddr *sa, char *out, size_t outlen);
 
 /* Internal to the net layer (conn.c <-> server.c). */
 vg_conn_t *vg__conn_new(vg_worker_t *w);
+void vg__conn_accepted(vg_conn_t *c);
 void vg__conn_start(vg_conn_t *c);
 void vg__worker_flush(vg_worker_t *w);
 void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c);

@@ -124,11 +124,37 @@ static int on_version_complete(llhttp_t *ll)
     return 0;
 }
 
+/* RFC 9110 5.6.2 tchar. */
+static int is_token_char(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* llhttp built without LLHTTP_STRICT_MODE lets whitespace into header names ("Host : x",
+ * "Transfer-Encoding : chunked").  A proxy in front may read such a name differently from us,
+ * which is how requests get smuggled, so RFC 9112 5.1 says to reject it with 400. */
+static int is_token(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!is_token_char((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     vg_http_parser_t *p = parser_of(ll);
-    if (p->_state == ST_BODY)
+    if (n == 0)
+        return 0; /* an empty name (": x") is refused in on_header_field_complete */
+    if (!is_token(at, n))
+        return fail(p, VG_EHTTP_BAD_REQUEST);
+    if (p->_state == ST_BODY) {
+        p->_piece = PIECE_FIELD;
         return count_overhead(p, n);
+    }
     vg_http_request_t *req = &p->_req;
     if (p->_piece != PIECE_FIELD) {
         if (req->num_headers == VG_HTTP_MAX_HEADERS)
@@ -140,16 +166,19 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
     return 0;
 }
 
-/* The value starts right after the name even when llhttp reports no value span ("X:"). */
+/* llhttp lets a line starting with ':' through as a header with an empty name.  Otherwise the
+ * value starts right after the name, even when llhttp reports no value span ("X:"). */
 static int on_header_field_complete(llhttp_t *ll)
 {
     vg_http_parser_t *p = parser_of(ll);
+    if (p->_piece != PIECE_FIELD)
+        return fail(p, VG_EHTTP_BAD_REQUEST);
+    p->_piece = PIECE_VALUE;
     if (p->_state == ST_BODY)
         return 0;
     size_t i = p->_req.num_headers - 1;
     p->_off[OFF_HEADERS + 2 * i + 1] = p->_buf.len;
     p->_req.headers[i].value.len = 0;
-    p->_piece = PIECE_VALUE;
     return 0;
 }
 
@@ -158,6 +187,7 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
     vg_http_parser_t *p = parser_of(ll);
     if (p->_state == ST_BODY)
         return count_overhead(p, n);
+    assert(p->_piece == PIECE_VALUE && p->_req.num_headers > 0);
     vg_buf_append(&p->_buf, at, n);
     p->_req.headers[p->_req.num_headers - 1].value.len += n;
     return 0;
@@ -358,20 +388,21 @@ static int check_head_budget(vg_http_parser_t *p, size_t n)
     return p->_piece == PIECE_URL ? VG_EHTTP_URI_TOO_LONG : VG_EHTTP_HEADERS_TOO_BIG;
 }
 
-static int version_is_well_formed(const vg_http_parser_t *p)
+/* A version llhttp refused that still looks like one ("1.2", "3.0") is well-formed but one we
+ * do not speak. */
+static int version_unsupported(const vg_http_parser_t *p)
 {
     const char *v = p->_version;
-    return p->_version_len == 3 && v[0] >= '0' && v[0] <= '9' && v[1] == '.' && v[2] >= '0' &&
-           v[2] <= '9';
+    if (p->_version_len != 3 || v[0] < '0' || v[0] > '9' || v[1] != '.' || v[2] < '0' || v[2] > '9')
+        return 0;
+    return !(v[0] == '1' && (v[2] == '0' || v[2] == '1'));
 }
 
 static int error_from_llhttp(const vg_http_parser_t *p, llhttp_errno_t e)
 {
     if (p->_err != 0)
         return p->_err;
-    if (e == HPE_PAUSED_H2_UPGRADE)
-        return VG_EHTTP_UNSUPPORTED;
-    if (e == HPE_INVALID_VERSION && version_is_well_formed(p) && !is_http11_or_10(&p->_llhttp))
+    if (e == HPE_PAUSED_H2_UPGRADE || (e == HPE_INVALID_VERSION && version_unsupported(p)))
         return VG_EHTTP_UNSUPPORTED;
     return VG_EHTTP_BAD_REQUEST;
 }
@@ -693,10 +724,11 @@ void vg_http_write_response(vg_buf_t *out, int status, const char *content_type,
     if (has_body)
         vg_buf_printf(out, "Content-Length: %zu\r\n", body_len);
     /* A 101 switches this connection to the protocol in the Upgrade header, so its Connection
-     * header must name "Upgrade" (RFC 9110 7.8) rather than keep-alive or close. */
+     * header must name "Upgrade" (RFC 9110 7.8) rather than keep-alive or close.  Other 1xx are
+     * interim ("100 Continue"): the final response says what happens to the connection. */
     if (status == 101)
         vg_buf_append_str(out, "Connection: Upgrade\r\n");
-    else
+    else if (status >= 200)
         vg_buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     if (extra_headers != NULL) {
         size_t n = strlen(extra_headers);

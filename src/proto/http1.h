@@ -111,7 +111,7 @@ const char *vg_http_status_text(int status);
  * Content-Length, Connection: keep-alive|close), the extra headers (each "Name: value\r\n",
  * may be NULL), then the body.  1xx, 204 and 304 carry no Content-Length and no body
  * (body_len must be 0).  A 101 gets "Connection: Upgrade" whatever keep_alive says: pass only
- * Upgrade and Sec-WebSocket-* in extra_headers. */
+ * Upgrade and Sec-WebSocket-* in extra_headers.  Other 1xx get no Connection header. */
 void vg_http_write_response(vg_buf_t *out, int status, const char *content_type,
                             const char *extra_headers, const void *body, size_t body_len,
                             int keep_alive);

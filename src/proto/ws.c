@@ -1,8 +1,8 @@
 /*
  * WebSocket codec, server side (RFC 6455).  Two layers in one file, as in wslay:
  *
- *   - the frame parser gathers a header byte by byte (checking each byte as soon as it can be
- *     checked), then streams the payload out in pieces, unmasking each piece in place;
+ *   - the frame parser gathers a header (checking the first and second bytes as soon as each
+ *     arrives), then streams the payload out in pieces, unmasking each piece in place;
  *   - the message layer takes those pieces: it validates text as it arrives, reassembles
  *     fragmented data messages in _msg and answers control frames.
  *
@@ -15,9 +15,10 @@
  * touches `ws` after on_close.  vg_ws_feed itself must not be called from a callback.
  *
  * Choices the RFC leaves open:
- *   - once our close is sent (CLOSE_SENT) pings are not answered: the peer's close is what we
- *     wait for and a pong would only delay it.  Pongs are still reported (they show the peer
- *     is alive), data frames are still checked but not delivered;
+ *   - once our close is sent (CLOSE_SENT) pings are not answered (the RFC would allow a pong):
+ *     our close frame is the last thing the layer ever sends, so an owner that closes TCP right
+ *     after flushing it never has a late pong to deal with.  Pongs are still reported (they
+ *     show the peer is alive); data frames are still checked but not delivered;
  *   - a violation seen in CLOSE_SENT closes without a second close frame (an endpoint sends at
  *     most one, section 5.5.1) and still reports failed=1;
  *   - the call that completes a clean close handshake returns VG_ECLOSED, like later calls;
@@ -264,15 +265,13 @@ static int on_ping(vg_ws_t *ws, const uint8_t *p, size_t n)
 static int on_control(vg_ws_t *ws, int opcode, const uint8_t *p, size_t n)
 {
     switch (opcode) {
-    case VG_WS_OP_PING:
-        return on_ping(ws, p, n);
+    case VG_WS_OP_PING: return on_ping(ws, p, n);
     case VG_WS_OP_PONG:
         if (ws->_cb->on_pong == NULL)
             return 0;
         ws->_cb->on_pong(ws, p, n);
         return after_callback(ws);
-    default:
-        return on_peer_close(ws, p, n);
+    default: return on_peer_close(ws, p, n);
     }
 }
 
@@ -409,8 +408,7 @@ static int check_byte0(vg_ws_t *ws, uint8_t b)
         if (!fin)
             return fail_protocol(ws, "fragmented control frame");
         break;
-    default:
-        return fail_protocol(ws, "reserved opcode");
+    default: return fail_protocol(ws, "reserved opcode");
     }
     ws->_fin = fin;
     ws->_opcode = opcode;

@@ -165,6 +165,8 @@ class VigilServer:
         return self.proc is not None and self.proc.poll() is None
 
     def send_signal(self, sig):
+        """Signals the server (the test then owns its exit: no "died unexpectedly" check)."""
+        self.stopped = True
         self.proc.send_signal(sig)
 
     def wait(self, timeout):

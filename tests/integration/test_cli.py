@@ -18,9 +18,12 @@ def names_option(stderr, name):
     return name in low or name.replace("-", "_") in low
 
 
-def serve_args(*extra):
-    """`serve` on a free port with one worker (in case a bad value is accepted and it starts)."""
-    return ["serve", "--listen", f"127.0.0.1:{free_port()}", "--workers", "1", *extra]
+def serve_args(*extra, listen=True):
+    """`serve` on a free port with one worker (in case a bad value is accepted and it starts).
+    listen=False leaves --listen out (when the bad value under test is the listen address from
+    the environment or the config file, a flag would override it)."""
+    lst = ["--listen", f"127.0.0.1:{free_port()}"] if listen else []
+    return ["serve", *lst, "--workers", "1", *extra]
 
 
 def assert_refused(host, port):
@@ -138,11 +141,12 @@ def test_bad_flag_value_in_equals_form_exits_2():
     ("log-level", "loud"),
     ("request-timeout", "soon"),
     ("echo", "maybe"),
+    ("listen", "nonsense"),
 ])
 def test_bad_env_value_exits_2_naming_option(name, value):
     """A bad VIGIL_* environment value is rejected like a bad flag (status 2, option named)."""
     var = "VIGIL_" + name.replace("-", "_").upper()
-    r = run_cli(serve_args(), env={var: value})
+    r = run_cli(serve_args(listen=(name != "listen")), env={var: value})
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert names_option(r.stderr, name), r.stderr
 
@@ -158,7 +162,7 @@ def test_bad_config_value_exits_2_naming_option(tmp_path, name, value):
     """A bad value in the --config JSON file is rejected (status 2, option named)."""
     cfg = tmp_path / "vigil.json"
     cfg.write_text(json.dumps({name: value}))
-    r = run_cli(serve_args("--config", str(cfg)))
+    r = run_cli(serve_args("--config", str(cfg), listen=(name != "listen")))
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert names_option(r.stderr, name), r.stderr
 

@@ -14,7 +14,7 @@
 #include "util/error.h"
 #include "util/log.h"
 
-static int load(vg_config_t *cfg, char **argv, char **envp, char *err)
+static int load(vg_config_t *cfg, const char **argv, const char **envp, char *err)
 {
     int argc = 0;
     while (argv[argc] != NULL)
@@ -27,7 +27,7 @@ static void test_defaults(void **state)
     (void)state;
     vg_config_t cfg;
     char err[512];
-    char *argv[] = {NULL}, *envp[] = {NULL};
+    const char *argv[] = {NULL}, *envp[] = {NULL};
     assert_int_equal(load(&cfg, argv, envp, err), 0);
     assert_int_equal(cfg.num_listen, 1);
     assert_string_equal(cfg.listen[0], "127.0.0.1:8000");
@@ -68,9 +68,9 @@ static void test_flags(void **state)
     (void)state;
     vg_config_t cfg;
     char err[512];
-    char *argv[] = {"--listen", "127.0.0.1:9001", "--listen=[::1]:9002", "--echo", "--workers=3",
+    const char *argv[] = {"--listen", "127.0.0.1:9001", "--listen=[::1]:9002", "--echo", "--workers=3",
                     "--max-message-size", "64KiB", "--log-level", "debug", NULL};
-    char *envp[] = {NULL};
+    const char *envp[] = {NULL};
     assert_int_equal(load(&cfg, argv, envp, err), 0);
     assert_int_equal(cfg.num_listen, 2);
     assert_string_equal(cfg.listen[0], "127.0.0.1:9001");
@@ -82,7 +82,7 @@ static void test_flags(void **state)
     vg_config_dispose(&cfg);
 }
 
-static void expect_error(char **argv, char **envp, const char *needle)
+static void expect_error(const char **argv, const char **envp, const char *needle)
 {
     vg_config_t cfg;
     char err[512];
@@ -95,15 +95,15 @@ static void expect_error(char **argv, char **envp, const char *needle)
 static void test_errors_name_the_option(void **state)
 {
     (void)state;
-    char *envp[] = {NULL};
-    expect_error((char *[]){"--workers", "zero", NULL}, envp, "--workers");
-    expect_error((char *[]){"--workers", "0", NULL}, envp, "--workers");
-    expect_error((char *[]){"--max-message-size", "big", NULL}, envp, "--max-message-size");
-    expect_error((char *[]){"--log-format", "xml", NULL}, envp, "--log-format");
-    expect_error((char *[]){"--no-such-thing", NULL}, envp, "--no-such-thing");
-    expect_error((char *[]){"--listen", NULL}, envp, "--listen");
-    expect_error((char *[]){"--echo=maybe", NULL}, envp, "--echo");
-    expect_error((char *[]){NULL}, (char *[]){"VIGIL_WORKERS=lots", NULL}, "VIGIL_WORKERS");
+    const char *envp[] = {NULL};
+    expect_error((const char *[]){"--workers", "zero", NULL}, envp, "--workers");
+    expect_error((const char *[]){"--workers", "0", NULL}, envp, "--workers");
+    expect_error((const char *[]){"--max-message-size", "big", NULL}, envp, "--max-message-size");
+    expect_error((const char *[]){"--log-format", "xml", NULL}, envp, "--log-format");
+    expect_error((const char *[]){"--no-such-thing", NULL}, envp, "--no-such-thing");
+    expect_error((const char *[]){"--listen", NULL}, envp, "--listen");
+    expect_error((const char *[]){"--echo=maybe", NULL}, envp, "--echo");
+    expect_error((const char *[]){NULL}, (const char *[]){"VIGIL_WORKERS=lots", NULL}, "VIGIL_WORKERS");
 }
 
 static void write_file(const char *path, const char *text)
@@ -130,7 +130,7 @@ static void test_precedence(void **state)
     char err[512];
 
     /* file alone */
-    assert_int_equal(load(&cfg, (char *[]){config_flag, NULL}, (char *[]){NULL}, err), 0);
+    assert_int_equal(load(&cfg, (const char *[]){config_flag, NULL}, (const char *[]){NULL}, err), 0);
     assert_int_equal(cfg.workers, 2);
     assert_int_equal(cfg.max_message_size, 65536);
     assert_int_equal(cfg.num_listen, 2);
@@ -139,8 +139,8 @@ static void test_precedence(void **state)
     vg_config_dispose(&cfg);
 
     /* env beats file, flag beats env */
-    char *envp[] = {"VIGIL_WORKERS=4", "VIGIL_MAX_MESSAGE_SIZE=128K", "VIGIL_ECHO=false", NULL};
-    assert_int_equal(load(&cfg, (char *[]){config_flag, "--workers", "5", NULL}, envp, err), 0);
+    const char *envp[] = {"VIGIL_WORKERS=4", "VIGIL_MAX_MESSAGE_SIZE=128K", "VIGIL_ECHO=false", NULL};
+    assert_int_equal(load(&cfg, (const char *[]){config_flag, "--workers", "5", NULL}, envp, err), 0);
     assert_int_equal(cfg.workers, 5);
     assert_int_equal(cfg.max_message_size, 128 * 1024);
     assert_int_equal(cfg.echo, 0);
@@ -148,20 +148,20 @@ static void test_precedence(void **state)
     assert_int_equal(cfg.num_listen, 2);
     vg_config_dispose(&cfg);
     assert_int_equal(
-        load(&cfg, (char *[]){config_flag, "--listen", "127.0.0.1:7003", NULL}, envp, err), 0);
+        load(&cfg, (const char *[]){config_flag, "--listen", "127.0.0.1:7003", NULL}, envp, err), 0);
     assert_int_equal(cfg.num_listen, 1);
     assert_string_equal(cfg.listen[0], "127.0.0.1:7003");
     vg_config_dispose(&cfg);
 
     /* unknown keys and bad values in the file are errors naming them */
     write_file(path, "{\"wrokers\": 2}");
-    expect_error((char *[]){config_flag, NULL}, (char *[]){NULL}, "wrokers");
+    expect_error((const char *[]){config_flag, NULL}, (const char *[]){NULL}, "wrokers");
     write_file(path, "{\"workers\": \"many\"}");
-    expect_error((char *[]){config_flag, NULL}, (char *[]){NULL}, "--workers");
+    expect_error((const char *[]){config_flag, NULL}, (const char *[]){NULL}, "--workers");
     write_file(path, "{\"workers\": ");
-    expect_error((char *[]){config_flag, NULL}, (char *[]){NULL}, path);
+    expect_error((const char *[]){config_flag, NULL}, (const char *[]){NULL}, path);
     unlink(path);
-    expect_error((char *[]){config_flag, NULL}, (char *[]){NULL}, path);
+    expect_error((const char *[]){config_flag, NULL}, (const char *[]){NULL}, path);
 }
 
 int main(void)

@@ -266,11 +266,11 @@ static void test_post_content_length(void **state)
     (void)state;
     run_t r;
     PARSE(&r, "POST /api/publish HTTP/1.1\r\nContent-Type: application/json\r\n"
-              "Content-Length: 13\r\n\r\n{\"a\":\"b\\r\"}\n");
+              "Content-Length: 12\r\n\r\n{\"a\":\"b\\r\"}\n");
     assert_int_equal(r.nreq, 1);
     assert_string_equal(r.dump[0], "POST /api/publish path=/api/publish query= HTTP/1.1 ka=1 "
                                    "up=0\nContent-Type: application/json\nContent-Length: "
-                                   "13\nbody={\"a\":\"b\\r\"}\n");
+                                   "12\nbody={\"a\":\"b\\r\"}\n");
     run_free(&r);
 
     /* Until the last body byte the request is in progress. */
@@ -389,7 +389,10 @@ static void test_header_stream_never_ends(void **state)
     vg_http_request_t *req;
     assert_int_equal(vg_http_parse(&p, "GET / HTTP/1.1\r\n", 16, &used, &req), VG_HTTP_NEED_MORE);
     fed += used;
-    static const char line[] = "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    /* Long enough to hit the byte limit before VG_HTTP_MAX_HEADERS. */
+    static const char line[] =
+        "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     int rc;
     for (;;) {
         rc = vg_http_parse(&p, line, sizeof(line) - 1, &used, &req);
@@ -456,7 +459,6 @@ static void test_too_many_headers(void **state)
 static void test_malformed_request_line(void **state)
 {
     (void)state;
-    assert_int_equal(PARSE_RC("GET  / HTTP/1.1\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("GET / HTTP/1.1 x\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("/ HTTP/1.1\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("FOO / HTTP/1.1\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
@@ -464,7 +466,6 @@ static void test_malformed_request_line(void **state)
     assert_int_equal(PARSE_RC("GET /a\x01 HTTP/1.1\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("GET / HTTP/x.1\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("GET / FTP/1.1\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
-    assert_int_equal(PARSE_RC("GET / HTTP/1.1\n\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
                      VG_EHTTP_BAD_REQUEST);
     assert_int_equal(vg_http_status_for_error(VG_EHTTP_BAD_REQUEST), 400);
@@ -475,6 +476,11 @@ static void test_bad_header(void **state)
     (void)state;
     assert_int_equal(PARSE_RC("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("GET / HTTP/1.1\r\nNo colon\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
+    assert_int_equal(PARSE_RC("GET / HTTP/1.1\r\n:abc\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
+    assert_int_equal(PARSE_RC("GET / HTTP/1.1\r\nA: 1\r\n: abc\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
+    assert_int_equal(
+        PARSE_RC("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n: t\r\n\r\n"),
+        VG_EHTTP_BAD_REQUEST);
     assert_int_equal(PARSE_RC("GET / HTTP/1.1\r\nX\x01: y\r\n\r\n"), VG_EHTTP_BAD_REQUEST);
     static const char nul[] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n";
     assert_int_equal(parse_once(nul, sizeof(nul) - 1, &default_limits), VG_EHTTP_BAD_REQUEST);
@@ -822,6 +828,8 @@ static void test_write_response(void **state)
                          "Upgrade: websocket\r\n"
                          "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
                          "\r\n");
+    vg_http_write_response(&b, 100, NULL, NULL, NULL, 0, 1);
+    assert_buf_equal(&b, "HTTP/1.1 100 Continue\r\n\r\n");
     /* Bodies are binary-safe. */
     vg_http_write_response(&b, 200, "application/octet-stream", "", "a\0b", 3, 1);
     static const char bin[] = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
@@ -858,7 +866,7 @@ static void test_write_error(void **state)
     vg_http_write_error(&b, 429, "rate\"limited", "", "Retry-After: 1\r\n", 1);
     assert_buf_equal(&b, "HTTP/1.1 429 Too Many Requests\r\n"
                          "Content-Type: application/json\r\n"
-                         "Content-Length: 46\r\n"
+                         "Content-Length: 47\r\n"
                          "Connection: keep-alive\r\n"
                          "Retry-After: 1\r\n"
                          "\r\n"
