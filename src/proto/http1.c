@@ -28,7 +28,18 @@ enum state {
     ST_CLOSED, /* the last request ended the connection: input is ignored */
 };
 
-enum piece { PIECE_NONE, PIECE_METHOD, PIECE_URL, PIECE_FIELD, PIECE_VALUE, PIECE_BODY };
+/* What the last span callback was about.  The UNKEPT pieces are names and values that are
+ * parsed but not stored: trailers, and a header past VG_HTTP_MAX_HEADERS. */
+enum piece {
+    PIECE_NONE,
+    PIECE_METHOD,
+    PIECE_URL,
+    PIECE_FIELD,
+    PIECE_VALUE,
+    PIECE_UNKEPT_FIELD,
+    PIECE_UNKEPT_VALUE,
+    PIECE_BODY,
+};
 
 /* Slots in _off.  Header i uses OFF_HEADERS + 2i (name) and OFF_HEADERS + 2i + 1 (value). */
 enum { OFF_METHOD, OFF_TARGET, OFF_BODY, OFF_HEADERS };
@@ -38,7 +49,12 @@ static vg_http_parser_t *parser_of(llhttp_t *ll)
     return vg_container_of(ll, vg_http_parser_t, _llhttp);
 }
 
-/* Records err and makes llhttp stop: -1 is an error for every callback kind. */
+/* Records err and makes llhttp stop: -1 is an error for every callback kind.
+ *
+ * Span callbacks see a piece in as many parts as the input arrived in, so an error decided there
+ * would depend on how the peer's bytes were split: a limit is only checked once a piece is
+ * complete (or, for the head, at a fixed byte count), and span callbacks only report malformed
+ * input, which llhttp would answer with the same 400 anyway. */
 static int fail(vg_http_parser_t *p, int err)
 {
     if (p->_err == 0)
@@ -61,10 +77,15 @@ static void append_piece(vg_http_parser_t *p, int piece, int slot, size_t *len, 
 }
 
 /* Chunk extensions and trailers are parsed by llhttp but not kept; their bytes share one
- * header-sized budget so a peer cannot stream them forever. */
-static int count_overhead(vg_http_parser_t *p, size_t n)
+ * header-sized budget so a peer cannot send them forever.  Counted per span, checked when a
+ * piece completes (see fail()). */
+static void count_unkept(vg_http_parser_t *p, size_t n)
 {
     p->_header_bytes += n;
+}
+
+static int check_unkept(vg_http_parser_t *p)
+{
     if (p->_header_bytes > p->_limits.max_header_bytes)
         return fail(p, VG_EHTTP_HEADERS_TOO_BIG);
     return 0;
@@ -144,6 +165,12 @@ static int is_token(const char *s, size_t n)
     return 1;
 }
 
+/* Trailers, and a header past VG_HTTP_MAX_HEADERS (refused once its name is complete). */
+static int is_unkept_field(const vg_http_parser_t *p)
+{
+    return p->_state == ST_BODY || p->_req.num_headers == VG_HTTP_MAX_HEADERS;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     vg_http_parser_t *p = parser_of(ll);
@@ -151,16 +178,15 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
         return 0; /* an empty name (": x") is refused in on_header_field_complete */
     if (!is_token(at, n))
         return fail(p, VG_EHTTP_BAD_REQUEST);
-    if (p->_state == ST_BODY) {
-        p->_piece = PIECE_FIELD;
-        return count_overhead(p, n);
+    if (p->_piece != PIECE_FIELD && p->_piece != PIECE_UNKEPT_FIELD)
+        p->_piece = is_unkept_field(p) ? PIECE_UNKEPT_FIELD : PIECE_NONE;
+    if (p->_piece == PIECE_UNKEPT_FIELD) {
+        count_unkept(p, n);
+        return 0;
     }
     vg_http_request_t *req = &p->_req;
-    if (p->_piece != PIECE_FIELD) {
-        if (req->num_headers == VG_HTTP_MAX_HEADERS)
-            return fail(p, VG_EHTTP_HEADERS_TOO_BIG);
+    if (p->_piece != PIECE_FIELD)
         req->num_headers++;
-    }
     size_t i = req->num_headers - 1;
     append_piece(p, PIECE_FIELD, OFF_HEADERS + 2 * (int)i, &req->headers[i].name.len, at, n);
     return 0;
@@ -171,22 +197,28 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 static int on_header_field_complete(llhttp_t *ll)
 {
     vg_http_parser_t *p = parser_of(ll);
+    if (p->_piece == PIECE_UNKEPT_FIELD) {
+        if (p->_state != ST_BODY)
+            return fail(p, VG_EHTTP_HEADERS_TOO_BIG);
+        p->_piece = PIECE_UNKEPT_VALUE;
+        return check_unkept(p);
+    }
     if (p->_piece != PIECE_FIELD)
         return fail(p, VG_EHTTP_BAD_REQUEST);
-    p->_piece = PIECE_VALUE;
-    if (p->_state == ST_BODY)
-        return 0;
     size_t i = p->_req.num_headers - 1;
     p->_off[OFF_HEADERS + 2 * i + 1] = p->_buf.len;
     p->_req.headers[i].value.len = 0;
+    p->_piece = PIECE_VALUE;
     return 0;
 }
 
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 {
     vg_http_parser_t *p = parser_of(ll);
-    if (p->_state == ST_BODY)
-        return count_overhead(p, n);
+    if (p->_piece == PIECE_UNKEPT_VALUE) {
+        count_unkept(p, n);
+        return 0;
+    }
     assert(p->_piece == PIECE_VALUE && p->_req.num_headers > 0);
     vg_buf_append(&p->_buf, at, n);
     p->_req.headers[p->_req.num_headers - 1].value.len += n;
@@ -195,8 +227,10 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 
 static int on_header_value_complete(llhttp_t *ll)
 {
-    parser_of(ll)->_piece = PIECE_NONE;
-    return 0;
+    vg_http_parser_t *p = parser_of(ll);
+    int unkept = p->_piece == PIECE_UNKEPT_VALUE;
+    p->_piece = PIECE_NONE;
+    return unkept ? check_unkept(p) : 0;
 }
 
 /* Runs once the whole head is in: the version is final (HTTP/0.9 has no version span) and a
@@ -233,7 +267,13 @@ static int on_chunk_header(llhttp_t *ll)
 static int on_chunk_extension(llhttp_t *ll, const char *at, size_t n)
 {
     (void)at;
-    return count_overhead(parser_of(ll), n);
+    count_unkept(parser_of(ll), n);
+    return 0;
+}
+
+static int on_chunk_extension_complete(llhttp_t *ll)
+{
+    return check_unkept(parser_of(ll));
 }
 
 static int on_body(llhttp_t *ll, const char *at, size_t n)
@@ -273,6 +313,8 @@ static const llhttp_settings_t settings = {
     .on_chunk_header = on_chunk_header,
     .on_chunk_extension_name = on_chunk_extension,
     .on_chunk_extension_value = on_chunk_extension,
+    .on_chunk_extension_name_complete = on_chunk_extension_complete,
+    .on_chunk_extension_value_complete = on_chunk_extension_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };

@@ -40,8 +40,9 @@ typedef struct vg_http_request_s {
 /* A zero field means the default.  max_header_bytes counts every byte of the head as sent
  * (request line, headers, line ends); running out while the request target is still arriving
  * gives 414 instead of 431.  Chunk extensions and trailers (parsed, not kept) get a second budget
- * of the same size.  max_body_bytes is checked against Content-Length before the body is read,
- * and against each chunk's size before the chunk is read. */
+ * of the same size, checked as each of them completes.  max_body_bytes is checked against
+ * Content-Length before the body is read, and against each chunk's size before the chunk is read.
+ */
 typedef struct vg_http_limits_s {
     size_t max_header_bytes; /* request line + headers; over it: 431 (default 16 KiB) */
     size_t max_body_bytes;   /* over it: 413 (default 1 MiB) */

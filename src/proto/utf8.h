@@ -20,7 +20,7 @@ void vg_utf8_init(vg_utf8_t *v);
 int vg_utf8_feed(vg_utf8_t *v, const uint8_t *data, size_t len);
 /* Nonzero when the bytes so far end at a character boundary (a complete valid text). */
 int vg_utf8_complete(const vg_utf8_t *v);
-/* One-shot check of a whole buffer. */
+/* One-shot check of a whole buffer: nonzero when it is complete, valid UTF-8. */
 int vg_utf8_valid(const uint8_t *data, size_t len);
 
 #endif
