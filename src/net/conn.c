@@ -171,6 +171,7 @@ size_t vg_conn_queued_bytes(const vg_conn_t *c)
 static void on_shutdown_done(uv_shutdown_t *req, int status)
 {
     vg_conn_t *c = req->data;
+    vg_free(req);
     if (status != 0 || (c->flags & VG_CONN_F_CLOSING)) {
         vg_conn_close(c);
         return;
@@ -183,14 +184,19 @@ static void on_shutdown_done(uv_shutdown_t *req, int status)
 
 static void begin_linger(vg_conn_t *c)
 {
-    c->_sreq.data = c;
-    if (uv_shutdown(&c->_sreq, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0)
+    uv_shutdown_t *req = vg_malloc(sizeof(*req));
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0) {
+        vg_free(req);
         vg_conn_close(c);
+    }
 }
 
 static void on_write_done(uv_write_t *req, int status)
 {
     vg_conn_t *c = req->data;
+    vg__worker_wreq_put(c->worker, req);
+    c->_wreq = NULL;
     c->flags &= ~VG_CONN_F_WRITING;
     while (c->_inflight > 0) {
         vg_chunk_unref(queue_pop(c));
@@ -227,10 +233,13 @@ static void flush_conn(vg_conn_t *c)
         bufs[i] = uv_buf_init((char *)chunk->data, (unsigned)chunk->len);
     }
     c->_inflight = n;
-    c->_wreq.data = c;
+    c->_wreq = vg__worker_wreq_get(c->worker);
+    c->_wreq->data = c;
     c->flags |= VG_CONN_F_WRITING;
-    int err = uv_write(&c->_wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write_done);
+    int err = uv_write(c->_wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write_done);
     if (err != 0) {
+        vg__worker_wreq_put(c->worker, c->_wreq);
+        c->_wreq = NULL;
         c->flags &= ~VG_CONN_F_WRITING;
         c->_inflight = 0;
         vg_verbose("conn %s: write failed: %s", c->peer, uv_strerror(err));

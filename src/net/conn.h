@@ -67,8 +67,7 @@ struct vg_conn_s {
     vg_chunk_t **_q;   /* ring of queued chunks; [_q_head, _q_head+_inflight) are being written */
     uint32_t _q_head, _q_len, _q_cap, _inflight;
     size_t _q_bytes;   /* bytes queued, in flight included */
-    uv_write_t _wreq;
-    uv_shutdown_t _sreq;
+    uv_write_t *_wreq;  /* from the worker's pool while a write is in flight, else NULL */
     uv_timer_t _timer;
     int _pending_handles; /* handles still to be closed before the conn can be freed */
     vg_conn_t *_flush_next;

@@ -218,6 +218,21 @@ void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c)
         uv_stop(&w->loop);
 }
 
+uv_write_t *vg__worker_wreq_get(vg_worker_t *w)
+{
+    uv_write_t *req = w->_free_wreqs;
+    if (req == NULL)
+        return vg_malloc(sizeof(*req));
+    w->_free_wreqs = req->data;
+    return req;
+}
+
+void vg__worker_wreq_put(vg_worker_t *w, uv_write_t *req)
+{
+    req->data = w->_free_wreqs;
+    w->_free_wreqs = req;
+}
+
 static void on_flush_check(uv_check_t *h)
 {
     vg__worker_flush(h->data);
@@ -358,6 +373,10 @@ void vg_server_free(vg_server_t *s)
         if (s->fds[i] >= 0)
             close(s->fds[i]);
     for (int i = 0; i < s->num_workers; i++) {
+        for (uv_write_t *req = s->workers[i]._free_wreqs, *next; req != NULL; req = next) {
+            next = req->data;
+            vg_free(req);
+        }
         vg_free(s->workers[i]._read_buf);
         vg_free(s->workers[i]._listeners);
     }

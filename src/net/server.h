@@ -63,6 +63,9 @@ struct vg_worker_s {
     uv_timer_t _drain_timer;
     vg_conn_t *_flush_head;
     char *_read_buf; /* shared by every connection of this worker */
+    /* Write requests are needed only while a write is in flight, so idle connections do not
+     * carry one: they come from this free list (a request's data field links it). */
+    uv_write_t *_free_wreqs;
 };
 
 /* Parses addresses and binds every listening socket (workers x addresses).  On failure returns
@@ -92,6 +95,8 @@ vg_conn_t *vg__conn_new(vg_worker_t *w);
 void vg__conn_accepted(vg_conn_t *c);
 void vg__conn_start(vg_conn_t *c);
 void vg__worker_flush(vg_worker_t *w);
+uv_write_t *vg__worker_wreq_get(vg_worker_t *w);
+void vg__worker_wreq_put(vg_worker_t *w, uv_write_t *req);
 void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c);
 
 #endif
