@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/server.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -113,6 +114,7 @@ static const char *expected(const option_t *o)
     case T_SECONDS: return "a number of seconds such as 10 or 0.5";
     case T_LOGLEVEL: return "debug, verbose, notice or warning";
     case T_LOGFORMAT: return "text or json";
+    case T_LIST: return "HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:8000";
     default: return "a value";
     }
 }
@@ -160,7 +162,10 @@ static int set_option(vg_config_t *cfg, const option_t *o, const char *value, in
         vg_free(*(char **)field);
         *(char **)field = vg_strdup(value);
         return 0;
-    case T_LIST:
+    case T_LIST: {
+        struct sockaddr_storage addr;
+        if (vg_parse_listen_addr(value, &addr) != 0)
+            goto bad;
         if (!append)
             free_list(cfg);
         if (cfg->num_listen == VG_CONFIG_MAX_LISTEN) {
@@ -170,6 +175,7 @@ static int set_option(vg_config_t *cfg, const option_t *o, const char *value, in
         }
         cfg->listen[cfg->num_listen++] = vg_strdup(value);
         return 0;
+    }
     case T_LOGLEVEL:
         if ((ival = vg_log_level_parse(value)) < 0)
             goto bad;

@@ -306,7 +306,7 @@ void vg_conn_close_after_flush(vg_conn_t *c)
     schedule_flush(c);
 }
 
-/* Rare: a conn closed after joining the flush list but before the check phase ran. */
+/* Rare: a conn closed after joining the flush list but before the flush ran. */
 static void unlink_from_flush_list(vg_conn_t *c)
 {
     for (vg_conn_t **p = &c->worker->_flush_head; *p != NULL; p = &(*p)->_flush_next) {

@@ -6,8 +6,9 @@
  *
  * Outbound path (built for fan-out): vg_conn_send takes a reference on a shared vg_chunk_t and
  * appends it to the connection's queue; the connection joins its worker's flush list, and once
- * per loop turn (uv_check, after all reads and wake-ups of that turn) every connection on the list
- * writes everything queued with ONE uv_write of several buffers (redis _writevToClient).  The
+ * per loop turn (uv_prepare, just before the loop blocks, after every callback of that turn)
+ * every connection on the list writes everything queued with ONE uv_write of several buffers
+ * (redis beforeSleep and _writevToClient).  The
  * reference is dropped in the write callback.  The queue is bounded in bytes (max_outbound):
  * vg_conn_send refuses a chunk that would exceed it, and the caller decides (close the slow
  * consumer).

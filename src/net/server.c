@@ -233,7 +233,9 @@ void vg__worker_wreq_put(vg_worker_t *w, uv_write_t *req)
     w->_free_wreqs = req;
 }
 
-static void on_flush_check(uv_check_t *h)
+/* Runs right before the loop blocks for I/O (redis beforeSleep): whatever the callbacks of this
+ * turn queued (reads, wake-ups, timers, closes) goes out with one write per connection. */
+static void on_before_poll(uv_prepare_t *h)
 {
     vg__worker_flush(h->data);
 }
@@ -311,10 +313,10 @@ static int worker_init(vg_server_t *s, int id)
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->_stop_async, on_stop_async);
     w->_stop_async.data = w;
-    uv_check_init(&w->loop, &w->_flush_check);
-    w->_flush_check.data = w;
-    uv_check_start(&w->_flush_check, on_flush_check);
-    uv_unref((uv_handle_t *)&w->_flush_check);
+    uv_prepare_init(&w->loop, &w->_flush_prepare);
+    w->_flush_prepare.data = w;
+    uv_prepare_start(&w->_flush_prepare, on_before_poll);
+    uv_unref((uv_handle_t *)&w->_flush_prepare);
     uv_timer_init(&w->loop, &w->_drain_timer);
     w->_drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->_drain_timer);

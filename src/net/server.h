@@ -59,7 +59,7 @@ struct vg_worker_s {
     uv_tcp_t *_listeners;
     size_t _num_listeners;
     uv_async_t _stop_async;
-    uv_check_t _flush_check;
+    uv_prepare_t _flush_prepare;
     uv_timer_t _drain_timer;
     vg_conn_t *_flush_head;
     char *_read_buf; /* shared by every connection of this worker */
