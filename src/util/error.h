@@ -28,6 +28,9 @@ enum {
     VG_EWS_UTF8 = -10202,     /* invalid UTF-8 in a text message or close reason: close 1007 */
     VG_EWS_TOO_BIG = -10203,  /* message over --max-message-size: close 1009 */
 
+    /* auth: -10400 */
+    VG_EAUTH = -10401, /* authentication failed (a static reason says which check) */
+
     /* config and CLI: -10300 */
     VG_ECONFIG = -10301, /* bad option or config value: exit 2 */
 };

@@ -1,0 +1,12 @@
+/*
+ * Subcommands other than `serve`.  Each takes the arguments after its name and returns the
+ * process exit status (0 ok, 1 failure, 2 bad usage).
+ */
+#ifndef VG_APP_COMMANDS_H
+#define VG_APP_COMMANDS_H
+
+int vg_cmd_token(int argc, char **argv);   /* vigil token ...   (app/cmd_token.c) */
+int vg_cmd_publish(int argc, char **argv); /* vigil publish ... (app/cmd_publish.c) */
+int vg_cmd_bench(int argc, char **argv);   /* vigil bench ...   (app/bench.c) */
+
+#endif
