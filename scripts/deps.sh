@@ -6,8 +6,8 @@
 set -euo pipefail
 
 build_pkgs=(cmake make gcc clang pkg-config libuv1-dev node-llhttp libssl-dev libjansson-dev
-            zlib1g-dev)
-test_pkgs=(libcmocka-dev libclang-rt-14-dev llvm python3 python3-pytest python3-websockets)
+            zlib1g-dev libjwt-dev)
+test_pkgs=(libcmocka-dev libclang-rt-14-dev llvm python3 python3-pytest python3-websockets python3-jwt python3-cryptography)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "app/app.h"
+#include "app/commands.h"
 #include "app/config.h"
 #include "net/server.h"
 #include "util/log.h"
@@ -24,6 +26,9 @@ static void usage(FILE *out)
                  "Usage: vigil <command> [options]\n\n"
                  "Commands:\n"
                  "  serve      run the server (vigil serve --help for its options)\n"
+                 "  token      print a JWT for development and tests\n"
+                 "  publish    publish one message through the HTTP API\n"
+                 "  bench      measure fan-out throughput and latency against a server\n"
                  "  version    print the version\n"
                  "  help       show this help\n",
             VG_VERSION);
@@ -58,6 +63,16 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_unref((uv_handle_t *)&ctx->sigterm);
 }
 
+/* Each connection is a descriptor: take the hard limit, not the default soft 1024. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static void apply_logging(const vg_config_t *cfg)
 {
     vg_log_level = cfg->log_level;
@@ -84,7 +99,12 @@ static int serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     vg_app_t app;
-    vg_app_init(&app, &cfg);
+    if (vg_app_init(&app, &cfg, cfg.workers, err, sizeof(err)) != 0) {
+        fprintf(stderr, "vigil: %s\n", err);
+        vg_app_dispose(&app);
+        vg_config_dispose(&cfg);
+        return 2;
+    }
     vg_server_options_t opts = {
         .listen = (const char *const *)cfg.listen,
         .num_listen = cfg.num_listen,
@@ -93,9 +113,9 @@ static int serve(int argc, char **argv)
         .drain_timeout_ms = (uint64_t)(cfg.shutdown_timeout * 1000),
         .app = &app,
     };
-    vg_server_callbacks_t cb = {.on_accept = vg_app_on_accept};
     main_ctx_t ctx = {0};
-    int rc = vg_server_new(&ctx.server, &opts, &cb, err, sizeof(err));
+    raise_fd_limit();
+    int rc = vg_server_new(&ctx.server, &opts, &vg_app_server_callbacks, err, sizeof(err));
     if (rc != 0) {
         vg_warning("%s", err);
         vg_app_dispose(&app);
@@ -140,6 +160,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "token") == 0)
+        return vg_cmd_token(argc - 2, argv + 2);
+    if (strcmp(cmd, "publish") == 0)
+        return vg_cmd_publish(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0)
+        return vg_cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("vigil %s\n", VG_VERSION);
         return 0;

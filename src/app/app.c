@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/channel.h"
+#include "app/hub.h"
 #include "app/web_assets.h"
+#include "util/clock.h"
+#include "util/error.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -70,22 +74,122 @@ static void add(vg_app_t *app, const char *path, unsigned methods, vg_http_handl
     vg_router_add(&app->router, &r);
 }
 
-void vg_app_init(vg_app_t *app, const vg_config_t *cfg)
+void vg_patterns_parse(vg_patterns_t *p, const char *csv)
+{
+    p->items = NULL;
+    p->count = 0;
+    if (csv == NULL)
+        return;
+    char *copy = vg_strdup(csv), *save = NULL;
+    for (char *tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+        p->items = vg_realloc(p->items, (p->count + 1) * sizeof(*p->items));
+        p->items[p->count++] = vg_strdup(tok);
+    }
+    vg_free(copy);
+}
+
+void vg_patterns_dispose(vg_patterns_t *p)
+{
+    for (size_t i = 0; i < p->count; i++)
+        vg_free(p->items[i]);
+    vg_free(p->items);
+    p->items = NULL;
+    p->count = 0;
+}
+
+int vg_patterns_covers(const vg_patterns_t *p, const char *pattern, size_t len)
+{
+    for (size_t i = 0; i < p->count; i++)
+        if (vg_channel_covers(p->items[i], strlen(p->items[i]), pattern, len))
+            return 1;
+    return 0;
+}
+
+int vg_patterns_match(const vg_patterns_t *p, const char *channel, size_t len)
+{
+    for (size_t i = 0; i < p->count; i++)
+        if (vg_channel_match(p->items[i], strlen(p->items[i]), channel, len))
+            return 1;
+    return 0;
+}
+
+static int check_patterns(const vg_patterns_t *p, const char *option, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < p->count; i++) {
+        const char *why = vg_channel_check_pattern(p->items[i], strlen(p->items[i]));
+        if (why != NULL) {
+            snprintf(err, errlen, "invalid value '%s' for --%s: %s", p->items[i], option, why);
+            return VG_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, size_t errlen)
 {
     memset(app, 0, sizeof(*app));
     app->cfg = cfg;
+    app->started_ms = vg_wall_ms();
     app->http_limits.max_header_bytes = cfg->max_header_size;
     app->http_limits.max_body_bytes = cfg->max_body_size;
+    vg_patterns_parse(&app->default_channels, cfg->default_channels);
+    vg_patterns_parse(&app->allowed_origins, cfg->allowed_origins);
+    if (check_patterns(&app->default_channels, "default-channels", err, errlen) != 0)
+        return VG_ECONFIG;
+    vg_auth_config_t ac = {
+        .jwt_secret = cfg->jwt_secret,
+        .jwt_public_key_file = cfg->jwt_public_key,
+        .leeway = cfg->jwt_leeway,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .api_key = cfg->api_key,
+        .allow_anonymous = cfg->allow_anonymous,
+    };
+    if (vg_auth_new(&app->auth, &ac, err, errlen) != 0)
+        return VG_ECONFIG;
+    app->hub = vg_hub_new(workers);
+    app->registry = vg_registry_new();
+
     vg_router_init(&app->router);
     add(app, "/healthz", VG_M_GET | VG_M_HEAD, handle_healthz, NULL);
     add(app, "/ws", VG_M_GET, handle_websocket, &vg_native_endpoint);
     if (cfg->echo)
         add(app, "/echo", VG_M_GET, handle_websocket, &vg_echo_endpoint);
+    vg_api_register(app);
     /* Last: any other path is a static file or 404, whatever the method. */
     add(app, "/*", VG_M_ANY, handle_static, NULL);
+    return 0;
+}
+
+void vg_app_route(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler)
+{
+    add(app, path, methods, handler, NULL);
 }
 
 void vg_app_dispose(vg_app_t *app)
 {
     vg_router_dispose(&app->router);
+    vg_hub_free(app->hub);
+    vg_registry_free(app->registry);
+    vg_auth_free(app->auth);
+    vg_patterns_dispose(&app->default_channels);
+    vg_patterns_dispose(&app->allowed_origins);
 }
+
+static void on_worker_start(vg_worker_t *w)
+{
+    vg_app_t *app = vg_worker_app(w);
+    vg_hub_worker_start(app->hub, w);
+}
+
+static void on_worker_stop(vg_worker_t *w)
+{
+    vg_app_t *app = vg_worker_app(w);
+    vg_hub_worker_stop(app->hub, w);
+}
+
+const vg_server_callbacks_t vg_app_server_callbacks = {
+    .on_accept = vg_app_on_accept,
+    .on_worker_start = on_worker_start,
+    .on_worker_stop = on_worker_stop,
+};

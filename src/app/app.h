@@ -8,8 +8,11 @@
 
 #include <stdint.h>
 
+#include "app/auth.h"
 #include "app/config.h"
+#include "app/registry.h"
 #include "app/router.h"
+#include "app/subs.h"
 #include "net/conn.h"
 #include "net/server.h"
 #include "proto/http1.h"
@@ -19,6 +22,8 @@ typedef struct vg_session_s vg_session_t;
 
 /* What a WebSocket endpoint does with its connections. */
 typedef struct vg_ws_endpoint_s {
+    const char *path;                /* for logs and the admin API */
+    int authenticate;                /* users must present a token (or be let in anonymously) */
     const char *const *subprotocols; /* NULL-terminated list the endpoint speaks, or NULL */
     void (*on_open)(vg_session_t *s);
     void (*on_message)(vg_session_t *s, int opcode, uint8_t *data, size_t len);
@@ -29,11 +34,25 @@ typedef struct vg_ws_endpoint_s {
 typedef void (*vg_http_handler_cb)(vg_session_t *s, vg_http_request_t *req,
                                    const vg_route_match_t *m);
 
+typedef struct vg_hub_s vg_hub_t;
+
+/* A list of channel patterns (e.g. --default-channels). */
+typedef struct vg_patterns_s {
+    char **items;
+    size_t count;
+} vg_patterns_t;
+
 typedef struct vg_app_s {
     const vg_config_t *cfg;
     vg_router_t router;
     vg_http_limits_t http_limits;
     vg_server_t *server;
+    vg_auth_t *auth;
+    vg_hub_t *hub;
+    vg_registry_t *registry;
+    vg_patterns_t default_channels;
+    vg_patterns_t allowed_origins; /* empty: any origin */
+    int64_t started_ms;
 } vg_app_t;
 
 struct vg_session_s {
@@ -46,11 +65,33 @@ struct vg_session_s {
     const char *subprotocol;            /* the one negotiated, or NULL */
     int timing_request;                 /* the request timer runs for the current request */
     int keep_alive;                     /* the response being written keeps the connection */
+
+    /* WebSocket users */
+    vg_identity_t identity;  /* valid when authenticated */
+    int authenticated;
+    vg_subscriber_t subscriber; /* channel subscriptions, in the worker's index */
+    char **event_types;         /* event-type filters */
+    size_t num_event_types;
+    vg_reg_entry_t reg;         /* in the registry while registered */
+    int registered;
+    uint64_t last_seen;         /* loop ms of the last bytes from the peer */
+    uint64_t last_ping;         /* loop ms of our last ping */
+    double rate_tokens;         /* inbound rate limit bucket */
+    uint64_t rate_updated;      /* loop ms */
+    uint64_t rate_window;       /* loop ms at which the current overflow window started */
+    unsigned rate_overflow;     /* messages over the limit in the current window */
+    vg_session_t *_tl_prev, *_tl_next; /* the worker's event-type listeners */
+    int _tl_listed;
 };
 
-/* Registers the routes and prepares the app. */
-void vg_app_init(vg_app_t *app, const vg_config_t *cfg);
+/* Registers the routes and prepares the app (auth keys, hub, registry).  Returns 0, or
+ * VG_ECONFIG with a message in err. */
+int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, size_t errlen);
 void vg_app_dispose(vg_app_t *app);
+/* Adds a route (before the static catch-all; call from vg_api_register). */
+void vg_app_route(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler);
+/* The server callbacks that tie workers and connections to the app. */
+extern const vg_server_callbacks_t vg_app_server_callbacks;
 /* vg_server_callbacks_t.on_accept: makes a session for a new connection. */
 void vg_app_on_accept(vg_worker_t *w, vg_conn_t *c);
 
@@ -72,6 +113,56 @@ int vg_session_ws_send(vg_session_t *s, vg_chunk_t *frame);
 int vg_session_ws_send_text(vg_session_t *s, const char *text, size_t len);
 /* Starts the closing handshake with code and reason. */
 void vg_session_ws_close(vg_session_t *s, int code, const char *reason);
+
+/* Delivery from the hub (worker thread): queues the shared frame if the session's event-type
+ * filters let the message through. */
+void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len,
+                        const char *type, vg_chunk_t *frame);
+/* Delivery to an event-type listener: also checks that the user may read the channel. */
+void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
+                                const char *type, vg_chunk_t *frame);
+int vg_session_is_ws_open(const vg_session_t *s);
+/* Fills *view (borrowed, valid while the identity is) with the patterns this session's user may
+ * subscribe to: the token's channels claim, else --default-channels. */
+void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);
+
+/* Authenticates an HTTP request: a user token (?token=, Authorization: Bearer) or, when
+ * allow_api_key, the API key (Bearer or X-API-Key).  Returns 0 and fills *id (dispose it) and
+ * *is_api_key, or VG_EAUTH with a reason. */
+int vg_session_http_auth(vg_session_t *s, vg_http_request_t *req, int allow_api_key,
+                         vg_identity_t *id, int *is_api_key, const char **reason);
+
+/* Patterns from a comma-separated list (validated by the caller). */
+void vg_patterns_parse(vg_patterns_t *p, const char *csv);
+void vg_patterns_dispose(vg_patterns_t *p);
+int vg_patterns_covers(const vg_patterns_t *p, const char *pattern, size_t len);
+int vg_patterns_match(const vg_patterns_t *p, const char *channel, size_t len);
+
+/* HTTP API handlers (app/api.c) and their registration. */
+void vg_api_register(vg_app_t *app);
+
+/* The WebSocket user side (app/wsuser.c), called by session.c. */
+/* Before the 101: checks Origin and authenticates.  Returns 0 to go on (with *fail_reason set
+ * when the socket must be closed with 1008 right after the handshake), or an HTTP status already
+ * answered (403). */
+int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason);
+/* After the 101: registers the connection, starts heartbeats, calls the endpoint's on_open. */
+void vg__wsuser_open(vg_session_t *s, const char *fail_reason);
+/* Bytes arrived: the peer is alive. */
+void vg__wsuser_seen(vg_session_t *s);
+/* A message arrived: rate limit.  Returns nonzero when the endpoint may handle it. */
+int vg__wsuser_admit(vg_session_t *s);
+/* The connection's timer fired while the WebSocket is open (heartbeat, token expiry). */
+void vg__wsuser_timer(vg_session_t *s);
+/* Re-arms the timer for the next heartbeat or expiry. */
+void vg__wsuser_schedule(vg_session_t *s);
+/* The connection is going away: leave the index, the registry, the listener list. */
+void vg__wsuser_cleanup(vg_session_t *s);
+/* Replaces the identity (refresh); returns 0 or VG_EAUTH with reason. */
+int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason);
+/* Recomputes membership of the worker's event-type listener list and the registry's view of the
+ * subscriptions after a subscribe/unsubscribe. */
+void vg__wsuser_subscriptions_changed(vg_session_t *s);
 
 /* Endpoints. */
 extern const vg_ws_endpoint_t vg_echo_endpoint;

@@ -50,6 +50,28 @@ static const option_t options[] = {
     {"shutdown-timeout", T_SECONDS, OFF(shutdown_timeout), 0.1, 60, "3",
      "seconds connections get to close on SIGTERM before they are cut"},
     {"echo", T_BOOL, OFF(echo), 0, 0, "false", "enable the /echo WebSocket endpoint"},
+    {"jwt-secret", T_STRING, OFF(jwt_secret), 0, 0, NULL, "HS256/384/512 secret for user tokens"},
+    {"jwt-public-key", T_STRING, OFF(jwt_public_key), 0, 0, NULL,
+     "PEM file with the RSA (RS256) or EC P-256 (ES256) key for user tokens"},
+    {"jwt-leeway", T_SECONDS, OFF(jwt_leeway), 0, 3600, "5",
+     "seconds of clock skew allowed on exp and nbf"},
+    {"jwt-issuer", T_STRING, OFF(jwt_issuer), 0, 0, NULL, "required token issuer (iss)"},
+    {"jwt-audience", T_STRING, OFF(jwt_audience), 0, 0, NULL, "required token audience (aud)"},
+    {"api-key", T_STRING, OFF(api_key), 0, 0, NULL, "publishers' API key (also admin)"},
+    {"allow-anonymous", T_BOOL, OFF(allow_anonymous), 0, 0, "false",
+     "let clients without a token in as user 'anonymous'"},
+    {"default-channels", T_STRING, OFF(default_channels), 0, 0, ">",
+     "channel patterns users without a channels claim may subscribe to (comma-separated)"},
+    {"max-connections-per-user", T_INT, OFF(max_connections_per_user), 1, 1000000, "5",
+     "WebSocket connections one user may hold"},
+    {"allowed-origins", T_STRING, OFF(allowed_origins), 0, 0, NULL,
+     "comma-separated Origin values allowed to open WebSockets (default: any)"},
+    {"max-inbound-rate", T_SECONDS, OFF(max_inbound_rate), 0.1, 1e9, "100",
+     "messages per second one connection may send"},
+    {"ping-interval", T_SECONDS, OFF(ping_interval), 0.01, 86400, "30",
+     "seconds between server pings"},
+    {"ping-timeout", T_SECONDS, OFF(ping_timeout), 0.01, 86400, "60",
+     "seconds of silence (not even a pong) before a connection is closed"},
     {"config", T_STRING, OFF(config_file), 0, 0, NULL, "JSON config file"},
 };
 
@@ -403,8 +425,11 @@ int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv,
 void vg_config_dispose(vg_config_t *cfg)
 {
     free_list(cfg);
-    vg_free(cfg->data_dir);
-    vg_free(cfg->config_file);
+    char **strings[] = {&cfg->data_dir,     &cfg->config_file,  &cfg->jwt_secret,
+                        &cfg->jwt_public_key, &cfg->jwt_issuer, &cfg->jwt_audience,
+                        &cfg->api_key,      &cfg->default_channels, &cfg->allowed_origins};
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        vg_free(*strings[i]);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -27,6 +27,21 @@ typedef struct vg_config_s {
     double idle_timeout;    /* seconds a keep-alive connection may sit between requests */
     double shutdown_timeout; /* seconds connections get to close on SIGTERM */
     int echo;
+    /* auth */
+    char *jwt_secret;
+    char *jwt_public_key;
+    double jwt_leeway;
+    char *jwt_issuer;
+    char *jwt_audience;
+    char *api_key;
+    int allow_anonymous;
+    char *default_channels; /* comma-separated patterns */
+    /* limits and heartbeats */
+    int max_connections_per_user;
+    char *allowed_origins; /* comma-separated, NULL = any */
+    double max_inbound_rate; /* messages per second per connection */
+    double ping_interval;
+    double ping_timeout;
     char *config_file;
 } vg_config_t;
 

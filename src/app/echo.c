@@ -19,6 +19,8 @@ static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
 }
 
 const vg_ws_endpoint_t vg_echo_endpoint = {
+    .path = "/echo",
+    .authenticate = 0,
     .subprotocols = echo_subprotocols,
     .on_open = on_open,
     .on_message = on_message,

@@ -1,26 +1,24 @@
 /*
- * /ws: vigil's native protocol (DESIGN.md section 3).  JSON text frames.  This module holds the
- * connection-level part: the connection_status welcome, ping/pong in both spellings the seed
- * clients use (the text "ping" and {"type":"ping"}), and an error answer for malformed or
- * unknown requests that leaves the connection open.  Channels and subscriptions build on it.
+ * /ws: vigil's native protocol (docs/PROTOCOL.md).  JSON text frames: the connection_status
+ * welcome, ping/pong in both spellings the seed clients use (the text "ping" and
+ * {"type":"ping"}), subscribe/unsubscribe by channels and event types, and refresh.  Malformed or
+ * unknown requests get an error and the connection stays open.
  */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "app/app.h"
+#include "app/channel.h"
+#include "app/hub.h"
+#include "util/alloc.h"
 #include "util/buf.h"
+#include "util/clock.h"
+
+#define MAX_ITEMS_PER_REQUEST 256
 
 static const char *const native_subprotocols[] = {"vigil.v1", NULL};
-
-static double now_seconds(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
 
 static void send_json(vg_session_t *s, json_t *msg)
 {
@@ -30,6 +28,13 @@ static void send_json(vg_session_t *s, json_t *msg)
         free(text);
     }
     json_decref(msg);
+}
+
+static json_t *now_json(void)
+{
+    char ts[32];
+    vg_format_rfc3339(vg_wall_ms(), ts);
+    return json_string(ts);
 }
 
 /* {"type":"error","code":...,"message":...,"id":<the request's id, if it had one>} */
@@ -45,9 +50,158 @@ static void on_open(vg_session_t *s)
 {
     char id[32];
     snprintf(id, sizeof(id), "%016" PRIx64, s->conn->id);
-    send_json(s, json_pack("{s:s, s:s, s:s, s:s, s:f}", "type", "connection_status", "status",
-                           "connected", "connection_id", id, "message",
-                           "Connected to vigil", "timestamp", now_seconds()));
+    send_json(s, json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:o}", "type",
+                           "connection_status", "status", "connected", "connection_id", id,
+                           "user", "id", s->identity.user, "username", s->identity.user,
+                           "message", "WebSocket connection established successfully",
+                           "timestamp", now_json()));
+}
+
+/* Reads an optional array of strings; NULL when absent.  Sets *bad on a wrong shape. */
+static json_t *string_array(json_t *req, const char *field, const char **bad)
+{
+    json_t *a = json_object_get(req, field);
+    if (a == NULL || json_is_null(a))
+        return NULL;
+    if (!json_is_array(a) || json_array_size(a) > MAX_ITEMS_PER_REQUEST) {
+        *bad = field;
+        return NULL;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v)) {
+            *bad = field;
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* Every requested channel must be valid and allowed before anything is subscribed. */
+static int check_channels(vg_session_t *s, json_t *channels, json_t *id)
+{
+    vg_patterns_t allowed;
+    vg_session_allowed(s, &allowed);
+    size_t i;
+    json_t *v;
+    json_array_foreach(channels, i, v)
+    {
+        const char *name = json_string_value(v);
+        size_t len = json_string_length(v);
+        char message[300];
+        const char *why = vg_channel_check_pattern(name, len);
+        if (why != NULL) {
+            snprintf(message, sizeof(message), "invalid channel \"%.200s\": %s", name, why);
+            send_error(s, "invalid_channel", message, id);
+            return -1;
+        }
+        if (!vg_patterns_covers(&allowed, name, len)) {
+            snprintf(message, sizeof(message), "not allowed to subscribe to \"%.200s\"", name);
+            send_error(s, "forbidden", message, id);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void add_event_types(vg_session_t *s, json_t *types)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(types, i, v)
+    {
+        const char *t = json_string_value(v);
+        int have = 0;
+        for (size_t k = 0; k < s->num_event_types && !have; k++)
+            have = strcmp(s->event_types[k], t) == 0;
+        if (have || s->num_event_types >= MAX_ITEMS_PER_REQUEST)
+            continue;
+        s->event_types = vg_realloc(s->event_types, (s->num_event_types + 1) * sizeof(char *));
+        s->event_types[s->num_event_types++] = vg_strdup(t);
+    }
+}
+
+static void remove_event_types(vg_session_t *s, json_t *types)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(types, i, v)
+    {
+        for (size_t k = 0; k < s->num_event_types; k++) {
+            if (strcmp(s->event_types[k], json_string_value(v)) == 0) {
+                vg_free(s->event_types[k]);
+                s->event_types[k] = s->event_types[--s->num_event_types];
+                break;
+            }
+        }
+    }
+}
+
+static void answer_subscription(vg_session_t *s, const char *type, json_t *channels,
+                                json_t *types, json_t *id)
+{
+    json_t *msg = json_pack("{s:s}", "type", type);
+    json_object_set_new(msg, "channels", channels ? json_incref(channels) : json_array());
+    json_object_set_new(msg, "event_types", types ? json_incref(types) : json_array());
+    if (id != NULL)
+        json_object_set(msg, "id", id);
+    send_json(s, msg);
+}
+
+static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subscribe)
+{
+    const char *bad = NULL;
+    json_t *channels = string_array(req, "channels", &bad);
+    json_t *types = string_array(req, "event_types", &bad);
+    if (bad != NULL) {
+        char message[128];
+        snprintf(message, sizeof(message), "\"%s\" must be an array of at most %d strings", bad,
+                 MAX_ITEMS_PER_REQUEST);
+        send_error(s, "bad_request", message, id);
+        return;
+    }
+    if (channels == NULL && types == NULL) {
+        send_error(s, "bad_request", "give \"channels\" and/or \"event_types\"", id);
+        return;
+    }
+    if (subscribe && channels != NULL && check_channels(s, channels, id) != 0)
+        return;
+    vg_subs_t *index = vg_hub_subs(s->conn->worker);
+    size_t i;
+    json_t *v;
+    json_array_foreach(channels, i, v)
+    {
+        if (subscribe)
+            vg_subs_add(index, &s->subscriber, json_string_value(v), json_string_length(v));
+        else
+            vg_subs_remove(index, &s->subscriber, json_string_value(v), json_string_length(v));
+    }
+    if (types != NULL)
+        (subscribe ? add_event_types : remove_event_types)(s, types);
+    vg__wsuser_subscriptions_changed(s);
+    answer_subscription(s, subscribe ? "subscribed" : "unsubscribed", channels, types, id);
+}
+
+static void handle_refresh(vg_session_t *s, json_t *req, json_t *id)
+{
+    json_t *token = json_object_get(req, "token");
+    const char *reason = "\"token\" must be a string";
+    if (!json_is_string(token) ||
+        vg__wsuser_refresh(s, json_string_value(token), json_string_length(token), &reason) != 0) {
+        send_error(s, "unauthorized", reason, id);
+        return;
+    }
+    json_t *msg = json_pack("{s:s}", "type", "refreshed");
+    if (s->identity.expires_at > 0) {
+        char ts[32];
+        vg_format_rfc3339((int64_t)(s->identity.expires_at * 1000), ts);
+        json_object_set_new(msg, "expires_at", json_string(ts));
+    }
+    if (id != NULL)
+        json_object_set(msg, "id", id);
+    send_json(s, msg);
 }
 
 static void handle_request(vg_session_t *s, json_t *req)
@@ -57,10 +211,14 @@ static void handle_request(vg_session_t *s, json_t *req)
     if (type == NULL) {
         send_error(s, "bad_request", "a request needs a string field \"type\"", id);
     } else if (strcmp(type, "ping") == 0) {
-        json_t *pong = json_pack("{s:s, s:f}", "type", "pong", "timestamp", now_seconds());
+        json_t *pong = json_pack("{s:s, s:o}", "type", "pong", "timestamp", now_json());
         if (id != NULL)
             json_object_set(pong, "id", id);
         send_json(s, pong);
+    } else if (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0) {
+        handle_subscribe(s, req, id, type[0] == 's');
+    } else if (strcmp(type, "refresh") == 0) {
+        handle_refresh(s, req, id);
     } else {
         char message[160];
         snprintf(message, sizeof(message), "unknown request type \"%.100s\"", type);
@@ -84,7 +242,7 @@ static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
         char message[200];
         snprintf(message, sizeof(message), "malformed JSON: %s",
                  req == NULL ? err.text : "expected an object");
-        send_error(s, "bad_json", message, NULL);
+        send_error(s, req == NULL ? "bad_json" : "bad_request", message, NULL);
     } else {
         handle_request(s, req);
     }
@@ -92,6 +250,8 @@ static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
 }
 
 const vg_ws_endpoint_t vg_native_endpoint = {
+    .path = "/ws",
+    .authenticate = 1,
     .subprotocols = native_subprotocols,
     .on_open = on_open,
     .on_message = on_message,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/hub.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -215,6 +216,9 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
                                  "Sec-WebSocket-Key must be 16 bytes in base64", NULL);
         return;
     }
+    const char *fail_reason = NULL;
+    if (ep->authenticate && vg__wsuser_preupgrade(s, req, &fail_reason) != 0)
+        return;
     char accept[29], hdr[256];
     vg_ws_accept_key(key.base, key.len, accept);
     s->subprotocol = pick_subprotocol(req, ep);
@@ -231,15 +235,21 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
     s->ws = vg_malloc(sizeof(*s->ws));
     vg_ws_init(s->ws, &ws_callbacks, s->app->cfg->max_message_size, s);
     s->endpoint = ep;
+    s->last_seen = uv_now(&s->conn->worker->loop);
     vg_verbose("conn %" PRIu64 " from %s: WebSocket open on %.*s", s->conn->id, s->conn->peer,
                (int)req->path.len, req->path.base);
-    ep->on_open(s);
+    if (ep->authenticate)
+        vg__wsuser_open(s, fail_reason);
+    else
+        ep->on_open(s);
 }
 
 /* ---- WebSocket ---- */
 
 static void fail_slow_consumer(vg_session_t *s)
 {
+    vg_hub_stats_t *st = vg_hub_stats(s->conn->worker);
+    atomic_fetch_add_explicit(&st->slow_consumers, 1, memory_order_relaxed);
     vg_notice("conn %" PRIu64 " from %s: closed: slow consumer (%zu bytes queued)", s->conn->id,
               s->conn->peer, vg_conn_queued_bytes(s->conn));
     /* What is not yet on the wire is dropped: the client recovers it through history. */
@@ -277,6 +287,8 @@ void vg_session_ws_close(vg_session_t *s, int code, const char *reason)
 static void on_ws_message(vg_ws_t *ws, int opcode, uint8_t *data, size_t len)
 {
     vg_session_t *s = ws->data;
+    if (s->endpoint->authenticate && !vg__wsuser_admit(s))
+        return;
     s->endpoint->on_message(s, opcode, data, len);
 }
 
@@ -311,9 +323,11 @@ static const vg_ws_callbacks_t ws_callbacks = {
 static void on_read(vg_conn_t *c, char *data, size_t len)
 {
     vg_session_t *s = c->data;
-    if (s->ws != NULL)
+    if (s->ws != NULL) {
+        if (s->endpoint->authenticate)
+            vg__wsuser_seen(s);
         vg_ws_feed(s->ws, (uint8_t *)data, len);
-    else
+    } else
         http_read(s, data, len);
 }
 
@@ -328,7 +342,9 @@ static void on_eof(vg_conn_t *c, int status)
 static void on_timeout(vg_conn_t *c)
 {
     vg_session_t *s = c->data;
-    if (s->ws != NULL) {
+    if (s->ws != NULL && s->ws->state == VG_WS_OPEN && s->endpoint->authenticate) {
+        vg__wsuser_timer(s);
+    } else if (s->ws != NULL) {
         /* Our close frame went unanswered. */
         vg_conn_close(c);
     } else if (s->timing_request && s->http != NULL && vg_http_parser_in_request(s->http)) {
@@ -358,6 +374,8 @@ static void on_close(vg_conn_t *c)
     if (s->ws != NULL) {
         if (s->endpoint->on_close != NULL)
             s->endpoint->on_close(s);
+        if (s->endpoint->authenticate)
+            vg__wsuser_cleanup(s);
         vg_ws_dispose(s->ws);
         vg_free(s->ws);
     }

@@ -68,6 +68,43 @@ static void append_timestamp(vg_buf_t *b)
     vg_buf_printf(b, "%s.%03dZ", ts, (int)(tv.tv_usec / 1000));
 }
 
+/* Secrets never reach a log line: the value after "token=", "ticket=", "api_key=", "apikey=",
+ * "Bearer " and "X-API-Key: " is replaced, whatever put it in the message (a request line, a
+ * header, an error).  Case-insensitive on the markers.  Returns the new length. */
+static size_t redact(char *msg, size_t len, size_t cap)
+{
+    static const char *const markers[] = {"token=", "ticket=", "api_key=", "apikey=",
+                                          "bearer ", "x-api-key: ", "secret="};
+    static const char mask[] = "[redacted]";
+    for (size_t i = 0; i < len; i++) {
+        for (size_t m = 0; m < sizeof(markers) / sizeof(markers[0]); m++) {
+            size_t mlen = strlen(markers[m]);
+            if (len - i < mlen || strncasecmp(msg + i, markers[m], mlen) != 0)
+                continue;
+            size_t start = i + mlen, end = start;
+            while (end < len && msg[end] != '&' && msg[end] != ' ' && msg[end] != '"' &&
+                   msg[end] != '\'' && msg[end] != ',' && msg[end] != '\r' && msg[end] != '\n')
+                end++;
+            if (end == start)
+                continue;
+            size_t masklen = sizeof(mask) - 1, dst = start + masklen, tail = len - end;
+            if (dst >= cap) {
+                len = start; /* no room for the mask: cut the line before the secret */
+                break;
+            }
+            if (dst + tail >= cap)
+                tail = cap - 1 - dst;
+            memmove(msg + dst, msg + end, tail);
+            memcpy(msg + start, mask, masklen);
+            len = dst + tail;
+            i = dst - 1;
+            break;
+        }
+    }
+    msg[len] = '\0';
+    return len;
+}
+
 void vg__log(int level, const char *fmt, ...)
 {
     char msg[2048];
@@ -76,6 +113,7 @@ void vg__log(int level, const char *fmt, ...)
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     size_t msg_len = n < 0 ? 0 : (size_t)n >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)n;
+    msg_len = redact(msg, msg_len, sizeof(msg));
     if (level < VG_LOG_DEBUG || level > VG_LOG_WARNING)
         level = VG_LOG_WARNING;
 

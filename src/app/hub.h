@@ -1,0 +1,82 @@
+/*
+ * The hub: publishing and fan-out.
+ *
+ * vg_hub_publish (any thread) assigns the channel's next offset, encodes the message once as
+ * JSON and frames it once into a shared chunk, then hands one reference to every worker's inbox
+ * (mutex + array, woken with uv_async).  Each worker drains its inbox on its own thread, looks the
+ * channel up in its own subscription index and queues the same chunk on every matching
+ * connection.  Offsets are assigned and inboxes filled under one publish mutex, so every worker
+ * sees every channel's messages in publish order; delivery itself takes no shared lock.
+ *
+ * Admin commands (broadcast, disconnect) travel through the same inboxes.
+ */
+#ifndef VG_APP_HUB_H
+#define VG_APP_HUB_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "app/subs.h"
+#include "net/server.h"
+#include "util/chunk.h"
+
+typedef struct vg_hub_s vg_hub_t;
+typedef struct vg_session_s vg_session_t;
+
+/* Per-worker counters, written by their worker only, summed by /metrics. */
+typedef struct vg_hub_stats_s {
+    atomic_uint_fast64_t delivered;     /* messages queued to a connection */
+    atomic_uint_fast64_t dropped;       /* not queued: the connection was closing or too slow */
+    atomic_uint_fast64_t bytes_out;     /* of delivered frames */
+    atomic_uint_fast64_t bytes_in;      /* WebSocket payload received */
+    atomic_uint_fast64_t slow_consumers;
+    /* publish-to-write latency, one sample per (message, worker): bucket i counts samples
+     * <= vg_hub_latency_bounds_us[i] */
+    atomic_uint_fast64_t latency_buckets[16];
+    atomic_uint_fast64_t latency_count;
+    atomic_uint_fast64_t latency_sum_us;
+} vg_hub_stats_t;
+
+extern const double vg_hub_latency_bounds_us[16];
+
+/* A message to publish. */
+typedef struct vg_publish_s {
+    const char *channel;
+    const char *type;
+    json_t *data; /* borrowed */
+} vg_publish_t;
+
+vg_hub_t *vg_hub_new(int num_workers);
+void vg_hub_free(vg_hub_t *h);
+
+/* Worker lifecycle (vg_server_callbacks_t.on_worker_start/stop): creates/destroys the worker's
+ * inbox, wake-up handle and subscription index. */
+void vg_hub_worker_start(vg_hub_t *h, vg_worker_t *w);
+void vg_hub_worker_stop(vg_hub_t *h, vg_worker_t *w);
+
+/* Publishes n messages atomically with respect to other publishes (their offsets are
+ * consecutive per channel and every subscriber sees them in this order).  The caller validated
+ * channel names and types.  Writes each message's offset into offsets[i].  Thread-safe. */
+void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *offsets);
+/* Total messages published since start. */
+uint64_t vg_hub_published(vg_hub_t *h);
+
+/* Sends a frame to every WebSocket (user NULL) or to the user's.  Thread-safe. */
+void vg_hub_broadcast(vg_hub_t *h, const char *user, vg_chunk_t *frame);
+/* Closes the user's connections, or the one with conn_id (user NULL), with code and reason. */
+void vg_hub_disconnect(vg_hub_t *h, const char *user, uint64_t conn_id, int code,
+                       const char *reason);
+
+/* The calling worker's subscription index and stats. */
+vg_subs_t *vg_hub_subs(vg_worker_t *w);
+vg_hub_stats_t *vg_hub_stats(vg_worker_t *w);
+/* Sums the stats of every worker into out. */
+void vg_hub_stats_sum(vg_hub_t *h, vg_hub_stats_t *out);
+
+/* Sessions that filter by event type without a channel subscription: they see every message
+ * they are allowed to read (kept in a per-worker list). */
+void vg_hub_type_listener_add(vg_worker_t *w, vg_session_t *s);
+void vg_hub_type_listener_remove(vg_worker_t *w, vg_session_t *s);
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * The user side of an authenticated WebSocket (the native /ws endpoint and, later, the
+ * compatibility profiles): who it is, whether it may connect, its place in the registry and the
+ * subscription index, heartbeats, token expiry, the inbound rate limit, and delivery filters.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "app/channel.h"
+#include "app/hub.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define CLOSE_TOKEN_EXPIRED 4001
+
+static uint64_t seconds_to_ms(double s)
+{
+    return (uint64_t)(s * 1000.0 + 0.5);
+}
+
+static uint64_t loop_now(const vg_session_t *s)
+{
+    return uv_now(&s->conn->worker->loop);
+}
+
+/* ---- before and right after the handshake ---- */
+
+static int origin_allowed(const vg_app_t *app, const vg_http_request_t *req)
+{
+    if (app->allowed_origins.count == 0)
+        return 1;
+    vg_iov_t origin = vg_http_header_get(req, "Origin");
+    for (size_t i = 0; origin.base != NULL && i < app->allowed_origins.count; i++)
+        if (vg_iov_eq(origin, app->allowed_origins.items[i]))
+            return 1;
+    return 0;
+}
+
+/* A token from ?token=, ?ticket= or Authorization: Bearer, in that order. */
+static int authenticate(vg_session_t *s, vg_http_request_t *req, const char **reason)
+{
+    vg_app_t *app = s->app;
+    double now = vg_wall_seconds();
+    char value[8192];
+    int n = vg_http_query_get(req, "token", value, sizeof(value));
+    if (n > 0)
+        return vg_auth_verify_token(app->auth, value, (size_t)n, now, &s->identity, reason);
+    n = vg_http_query_get(req, "ticket", value, sizeof(value));
+    if (n > 0)
+        return vg_auth_ticket_redeem(app->auth, value, (size_t)n, now, &s->identity, reason);
+    vg_iov_t bearer = vg_http_header_get(req, "Authorization");
+    if (bearer.base != NULL && bearer.len > 7 && strncasecmp(bearer.base, "Bearer ", 7) == 0)
+        return vg_auth_verify_token(app->auth, bearer.base + 7, bearer.len - 7, now,
+                                    &s->identity, reason);
+    if (vg_auth_allow_anonymous(app->auth)) {
+        vg_identity_init_anonymous(&s->identity);
+        return 0;
+    }
+    *reason = "missing token";
+    return VG_EAUTH;
+}
+
+int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason)
+{
+    if (!origin_allowed(s->app, req)) {
+        vg_notice("conn %" PRIu64 " from %s: refused: origin not allowed", s->conn->id,
+                  s->conn->peer);
+        vg_session_respond_error(s, 403, "forbidden", "origin not allowed", NULL);
+        return 403;
+    }
+    /* Seed 001's clients expect the handshake to succeed and the socket to close with 1008 and
+     * a reason, rather than an HTTP error they cannot read from JavaScript. */
+    if (authenticate(s, req, fail_reason) != 0)
+        return 0;
+    s->authenticated = 1;
+    return 0;
+}
+
+static void registry_init_entry(vg_session_t *s)
+{
+    vg_reg_entry_t *e = &s->reg;
+    e->conn_id = s->conn->id;
+    e->worker_id = s->conn->worker->id;
+    snprintf(e->peer, sizeof(e->peer), "%s", s->conn->peer);
+    e->endpoint = s->endpoint->path;
+    e->connected_at_ms = vg_wall_ms();
+    atomic_init(&e->last_heartbeat_ms, e->connected_at_ms);
+    atomic_init(&e->messages_in, 0);
+    atomic_init(&e->messages_out, 0);
+    e->subscriptions = NULL;
+}
+
+static void refuse(vg_session_t *s, const char *reason)
+{
+    vg_notice("conn %" PRIu64 " from %s: WebSocket refused: %s", s->conn->id, s->conn->peer,
+              reason);
+    vg_session_ws_close(s, VG_WS_CLOSE_POLICY, reason);
+}
+
+void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
+{
+    vg_subscriber_init(&s->subscriber, s);
+    if (fail_reason != NULL || !s->authenticated) {
+        refuse(s, fail_reason ? fail_reason : "unauthorized");
+        return;
+    }
+    registry_init_entry(s);
+    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
+                        s->app->cfg->max_connections_per_user) != 0) {
+        char reason[64 + VG_AUTH_MAX_USER];
+        vg_notice("conn %" PRIu64 " from %s: user %s refused: too many connections (limit %d)",
+                  s->conn->id, s->conn->peer, s->identity.user,
+                  s->app->cfg->max_connections_per_user);
+        snprintf(reason, sizeof(reason), "too many connections");
+        vg_session_ws_close(s, VG_WS_CLOSE_POLICY, reason);
+        return;
+    }
+    s->registered = 1;
+    s->rate_tokens = s->app->cfg->max_inbound_rate;
+    s->rate_updated = s->rate_window = s->last_ping = loop_now(s);
+    vg_notice("conn %" PRIu64 " from %s: user %s connected on %s", s->conn->id, s->conn->peer,
+              s->identity.user, s->endpoint->path);
+    s->endpoint->on_open(s);
+    vg__wsuser_schedule(s);
+}
+
+/* ---- liveness, expiry, rate ---- */
+
+void vg__wsuser_seen(vg_session_t *s)
+{
+    s->last_seen = loop_now(s);
+    if (s->registered)
+        atomic_store_explicit(&s->reg.last_heartbeat_ms, vg_wall_ms(), memory_order_relaxed);
+}
+
+/* Loop-clock deadline at which the token expires (exp + leeway), or 0. */
+static uint64_t expiry_deadline(const vg_session_t *s)
+{
+    if (s->identity.expires_at <= 0)
+        return 0;
+    double left = s->identity.expires_at + s->app->cfg->jwt_leeway - vg_wall_seconds();
+    return loop_now(s) + (left > 0 ? seconds_to_ms(left) : 0);
+}
+
+void vg__wsuser_schedule(vg_session_t *s)
+{
+    if (!s->registered || s->ws == NULL || s->ws->state != VG_WS_OPEN)
+        return;
+    const vg_config_t *cfg = s->app->cfg;
+    uint64_t now = loop_now(s);
+    uint64_t next = s->last_ping + seconds_to_ms(cfg->ping_interval);
+    uint64_t dead = s->last_seen + seconds_to_ms(cfg->ping_timeout);
+    uint64_t exp = expiry_deadline(s);
+    if (dead < next)
+        next = dead;
+    if (exp != 0 && exp < next)
+        next = exp;
+    vg_conn_timer_start(s->conn, next > now ? next - now : 0);
+}
+
+void vg__wsuser_timer(vg_session_t *s)
+{
+    const vg_config_t *cfg = s->app->cfg;
+    uint64_t now = loop_now(s);
+    if (now - s->last_seen >= seconds_to_ms(cfg->ping_timeout)) {
+        vg_notice("conn %" PRIu64 " from %s: user %s closed: heartbeat timeout", s->conn->id,
+                  s->conn->peer, s->identity.user);
+        vg_session_ws_close(s, VG_WS_CLOSE_GOING_AWAY, "heartbeat timeout");
+        return;
+    }
+    uint64_t exp = expiry_deadline(s);
+    if (exp != 0 && exp <= now) {
+        vg_notice("conn %" PRIu64 " from %s: user %s closed: token expired", s->conn->id,
+                  s->conn->peer, s->identity.user);
+        vg_session_ws_close(s, CLOSE_TOKEN_EXPIRED, "token expired");
+        return;
+    }
+    if (now - s->last_ping >= seconds_to_ms(cfg->ping_interval)) {
+        vg_chunk_t *ping = vg_ws_frame_new(VG_WS_OP_PING, NULL, 0);
+        vg_conn_send_force(s->conn, ping);
+        vg_chunk_unref(ping);
+        s->last_ping = now;
+    }
+    vg__wsuser_schedule(s);
+}
+
+/* A token bucket of max_inbound_rate messages refilled continuously.  Messages over it are
+ * answered with an error and dropped; a client still sending after a whole rate's worth of
+ * refused messages within one second is closed. */
+int vg__wsuser_admit(vg_session_t *s)
+{
+    double rate = s->app->cfg->max_inbound_rate;
+    uint64_t now = loop_now(s);
+    atomic_store_explicit(&s->reg.messages_in,
+                          atomic_load_explicit(&s->reg.messages_in, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    s->rate_tokens += (double)(now - s->rate_updated) * rate / 1000.0;
+    if (s->rate_tokens > rate)
+        s->rate_tokens = rate;
+    s->rate_updated = now;
+    if (s->rate_tokens >= 1.0) {
+        s->rate_tokens -= 1.0;
+        return 1;
+    }
+    if (now - s->rate_window >= 1000) {
+        s->rate_window = now;
+        s->rate_overflow = 0;
+    }
+    if (s->rate_overflow++ == 0) {
+        static const char msg[] = "{\"type\":\"error\",\"code\":\"rate_limited\","
+                                  "\"message\":\"too many messages; slow down\"}";
+        vg_session_ws_send_text(s, msg, sizeof(msg) - 1);
+    } else if (s->rate_overflow > (unsigned)rate) {
+        vg_notice("conn %" PRIu64 " from %s: user %s closed: rate limit exceeded", s->conn->id,
+                  s->conn->peer, s->identity.user);
+        vg_session_ws_close(s, VG_WS_CLOSE_POLICY, "rate limit exceeded");
+    }
+    return 0;
+}
+
+int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason)
+{
+    vg_identity_t id;
+    int rc = vg_auth_verify_token(s->app->auth, token, len, vg_wall_seconds(), &id, reason);
+    if (rc != 0)
+        return rc;
+    if (strcmp(id.user, s->identity.user) != 0) {
+        vg_identity_dispose(&id);
+        *reason = "token is for another user";
+        return VG_EAUTH;
+    }
+    vg_identity_dispose(&s->identity);
+    s->identity = id;
+    vg__wsuser_schedule(s);
+    return 0;
+}
+
+/* ---- subscriptions and delivery ---- */
+
+void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view)
+{
+    view->items = NULL;
+    view->count = 0;
+    if (!s->authenticated)
+        return;
+    if (s->identity.has_channels) {
+        view->items = s->identity.channels;
+        view->count = s->identity.num_channels;
+    } else {
+        *view = s->app->default_channels;
+    }
+}
+
+static void append_pattern(const char *pattern, size_t len, void *arg)
+{
+    json_array_append_new(arg, json_stringn(pattern, len));
+}
+
+void vg__wsuser_subscriptions_changed(vg_session_t *s)
+{
+    vg_worker_t *w = s->conn->worker;
+    int listen = s->num_event_types > 0 && vg_subscriber_count(&s->subscriber) == 0;
+    if (listen && !s->_tl_listed)
+        vg_hub_type_listener_add(w, s);
+    else if (!listen && s->_tl_listed)
+        vg_hub_type_listener_remove(w, s);
+    s->_tl_listed = listen;
+    json_t *list = json_array();
+    vg_subscriber_each(&s->subscriber, append_pattern, list);
+    vg_registry_set_subscriptions(s->app->registry, &s->reg, json_dumps(list, JSON_COMPACT));
+    json_decref(list);
+}
+
+static int type_wanted(const vg_session_t *s, const char *type)
+{
+    for (size_t i = 0; i < s->num_event_types; i++)
+        if (strcmp(s->event_types[i], type) == 0)
+            return 1;
+    return 0;
+}
+
+static void send_delivery(vg_session_t *s, vg_chunk_t *frame)
+{
+    vg_hub_stats_t *st = vg_hub_stats(s->conn->worker);
+    if (vg_session_ws_send(s, frame) != 0) {
+        atomic_store_explicit(&st->dropped,
+                              atomic_load_explicit(&st->dropped, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        return;
+    }
+    atomic_store_explicit(&st->delivered,
+                          atomic_load_explicit(&st->delivered, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&st->bytes_out,
+                          atomic_load_explicit(&st->bytes_out, memory_order_relaxed) + frame->len,
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->reg.messages_out,
+                          atomic_load_explicit(&s->reg.messages_out, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len,
+                        const char *type, vg_chunk_t *frame)
+{
+    (void)channel;
+    (void)channel_len;
+    if (s->num_event_types > 0 && !type_wanted(s, type))
+        return;
+    send_delivery(s, frame);
+}
+
+void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
+                                const char *type, vg_chunk_t *frame)
+{
+    vg_patterns_t allowed;
+    vg_session_allowed(s, &allowed);
+    if (!type_wanted(s, type) || !vg_patterns_match(&allowed, channel, channel_len))
+        return;
+    send_delivery(s, frame);
+}
+
+int vg_session_is_ws_open(const vg_session_t *s)
+{
+    return s->ws != NULL && s->ws->state == VG_WS_OPEN && s->registered;
+}
+
+void vg__wsuser_cleanup(vg_session_t *s)
+{
+    vg_worker_t *w = s->conn->worker;
+    if (w->data != NULL)
+        vg_subs_remove_all(vg_hub_subs(w), &s->subscriber);
+    if (s->_tl_listed && w->data != NULL)
+        vg_hub_type_listener_remove(w, s);
+    if (s->registered) {
+        vg_registry_remove(s->app->registry, &s->reg);
+        vg_verbose("conn %" PRIu64 " from %s: user %s disconnected", s->conn->id, s->conn->peer,
+                   s->identity.user);
+    }
+    for (size_t i = 0; i < s->num_event_types; i++)
+        vg_free(s->event_types[i]);
+    vg_free(s->event_types);
+    if (s->authenticated)
+        vg_identity_dispose(&s->identity);
+}
