@@ -354,6 +354,46 @@ static void metric(vg_buf_t *b, const char *name, const char *type, const char *
     vg_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+static void count_endpoint(vg_reg_entry_t *e, void *arg)
+{
+    struct {
+        const char *name;
+        size_t n;
+    } *counts = arg;
+    for (size_t i = 0; i < 8; i++) {
+        if (counts[i].name == NULL || strcmp(counts[i].name, e->endpoint) == 0) {
+            counts[i].name = e->endpoint;
+            counts[i].n++;
+            return;
+        }
+    }
+}
+
+static void append_by_endpoint(vg_buf_t *b, vg_app_t *app)
+{
+    struct {
+        const char *name;
+        size_t n;
+    } counts[8] = {{"/ws", 0}};
+    vg_registry_each(app->registry, NULL, count_endpoint, counts);
+    vg_buf_append_str(b, "# HELP vigil_connections_by_endpoint Open WebSocket connections by "
+                         "endpoint.\n# TYPE vigil_connections_by_endpoint gauge\n");
+    for (size_t i = 0; i < 8 && counts[i].name != NULL; i++)
+        vg_buf_printf(b, "vigil_connections_by_endpoint{endpoint=\"%s\"} %zu\n", counts[i].name,
+                      counts[i].n);
+}
+
+static void append_refusals(vg_buf_t *b, vg_app_t *app)
+{
+    vg_buf_append_str(b, "# HELP vigil_handshake_failures_total WebSocket connections refused, "
+                         "by reason.\n# TYPE vigil_handshake_failures_total counter\n");
+    pthread_mutex_lock(&app->refusals_lock);
+    for (size_t i = 0; i < app->num_refusals; i++)
+        vg_buf_printf(b, "vigil_handshake_failures_total{reason=\"%s\"} %llu\n",
+                      app->refusals[i].reason, (unsigned long long)app->refusals[i].count);
+    pthread_mutex_unlock(&app->refusals_lock);
+}
+
 static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
 {
     (void)req;
@@ -375,11 +415,15 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
            (double)st.dropped);
     metric(&b, "vigil_bytes_out_total", "counter", "Bytes of delivered frames.",
            (double)st.bytes_out);
+    metric(&b, "vigil_bytes_in_total", "counter", "Bytes received on WebSocket connections.",
+           (double)st.bytes_in);
     metric(&b, "vigil_slow_consumer_disconnects_total", "counter",
            "Connections closed because their outbound queue overflowed.",
            (double)st.slow_consumers);
     metric(&b, "vigil_uptime_seconds", "gauge", "Seconds since start.",
            (double)(vg_wall_ms() - app->started_ms) / 1e3);
+    append_by_endpoint(&b, app);
+    append_refusals(&b, app);
     vg_buf_append_str(&b, "# HELP vigil_publish_to_write_seconds Time from publish to the "
                           "message being queued on a worker's sockets.\n"
                           "# TYPE vigil_publish_to_write_seconds histogram\n");

@@ -128,6 +128,7 @@ static int check_patterns(const vg_patterns_t *p, const char *option, char *err,
 int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, size_t errlen)
 {
     memset(app, 0, sizeof(*app));
+    pthread_mutex_init(&app->refusals_lock, NULL);
     app->cfg = cfg;
     app->started_ms = vg_wall_ms();
     app->http_limits.max_header_bytes = cfg->max_header_size;
@@ -166,6 +167,22 @@ void vg_app_route(vg_app_t *app, const char *path, unsigned methods, vg_http_han
     add(app, path, methods, handler, NULL);
 }
 
+void vg_app_count_refusal(vg_app_t *app, const char *reason)
+{
+    pthread_mutex_lock(&app->refusals_lock);
+    size_t i = 0;
+    while (i < app->num_refusals && strcmp(app->refusals[i].reason, reason) != 0)
+        i++;
+    if (i == app->num_refusals && i < VG_ARRAY_SIZE(app->refusals)) {
+        app->refusals[i].reason = reason;
+        app->refusals[i].count = 0;
+        app->num_refusals++;
+    }
+    if (i < app->num_refusals)
+        app->refusals[i].count++;
+    pthread_mutex_unlock(&app->refusals_lock);
+}
+
 void vg_app_dispose(vg_app_t *app)
 {
     vg_router_dispose(&app->router);
@@ -174,6 +191,7 @@ void vg_app_dispose(vg_app_t *app)
     vg_auth_free(app->auth);
     vg_patterns_dispose(&app->default_channels);
     vg_patterns_dispose(&app->allowed_origins);
+    pthread_mutex_destroy(&app->refusals_lock);
 }
 
 static void on_worker_start(vg_worker_t *w)

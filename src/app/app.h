@@ -6,6 +6,7 @@
 #ifndef VG_APP_APP_H
 #define VG_APP_APP_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "app/auth.h"
@@ -53,6 +54,13 @@ typedef struct vg_app_s {
     vg_patterns_t default_channels;
     vg_patterns_t allowed_origins; /* empty: any origin */
     int64_t started_ms;
+    /* WebSocket handshakes refused, by reason (rare: a mutex is fine) */
+    pthread_mutex_t refusals_lock;
+    struct vg_refusal_s {
+        const char *reason; /* static */
+        uint64_t count;
+    } refusals[32];
+    size_t num_refusals;
 } vg_app_t;
 
 struct vg_session_s {
@@ -88,6 +96,8 @@ struct vg_session_s {
  * VG_ECONFIG with a message in err. */
 int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, size_t errlen);
 void vg_app_dispose(vg_app_t *app);
+/* Counts a refused WebSocket handshake under its (static) reason, for /metrics. */
+void vg_app_count_refusal(vg_app_t *app, const char *reason);
 /* Adds a route (before the static catch-all; call from vg_api_register). */
 void vg_app_route(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler);
 /* The server callbacks that tie workers and connections to the app. */
@@ -149,7 +159,7 @@ int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **
 /* After the 101: registers the connection, starts heartbeats, calls the endpoint's on_open. */
 void vg__wsuser_open(vg_session_t *s, const char *fail_reason);
 /* Bytes arrived: the peer is alive. */
-void vg__wsuser_seen(vg_session_t *s);
+void vg__wsuser_seen(vg_session_t *s, size_t bytes);
 /* A message arrived: rate limit.  Returns nonzero when the endpoint may handle it. */
 int vg__wsuser_admit(vg_session_t *s);
 /* The connection's timer fired while the WebSocket is open (heartbeat, token expiry). */

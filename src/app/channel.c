@@ -50,8 +50,8 @@ static const msgs_t pattern_msgs = {
 
 static int is_name_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == ':' || c == '@';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == ':' || c == '@';
 }
 
 /* One left-to-right pass; the first problem found is the one reported, so "a..*x" complains

@@ -325,7 +325,7 @@ static void on_read(vg_conn_t *c, char *data, size_t len)
     vg_session_t *s = c->data;
     if (s->ws != NULL) {
         if (s->endpoint->authenticate)
-            vg__wsuser_seen(s);
+            vg__wsuser_seen(s, len);
         vg_ws_feed(s->ws, (uint8_t *)data, len);
     } else
         http_read(s, data, len);

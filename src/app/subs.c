@@ -72,8 +72,8 @@ typedef struct tnode_s {
     hlink_t link; /* in vg_subs_t.edges (literal children only), hash of (parent, segment) */
     struct tnode_s *parent;
     struct tnode_s *star;
-    elist_t term; /* patterns ending at this node */
-    elist_t gt;   /* patterns ending at this node followed by ">" */
+    elist_t term;   /* patterns ending at this node */
+    elist_t gt;     /* patterns ending at this node followed by ">" */
     uint32_t nkids; /* literal children plus the star child */
     uint16_t seglen;
     char seg[];
@@ -186,7 +186,7 @@ static void table_remove(htable_t *t, hlink_t *l)
         t->buckets = NULL;
         t->mask = 0;
     } else if (t->mask + 1 > MIN_BUCKETS && t->count < (t->mask + 1) / 8) {
-        table_resize(t, (t->mask + 1) / 4);
+        table_resize(t, (t->mask + 1) / 4 > MIN_BUCKETS ? (t->mask + 1) / 4 : MIN_BUCKETS);
     }
 }
 

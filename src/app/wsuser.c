@@ -68,6 +68,7 @@ int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **
     if (!origin_allowed(s->app, req)) {
         vg_notice("conn %" PRIu64 " from %s: refused: origin not allowed", s->conn->id,
                   s->conn->peer);
+        vg_app_count_refusal(s->app, "origin not allowed");
         vg_session_respond_error(s, 403, "forbidden", "origin not allowed", NULL);
         return 403;
     }
@@ -95,6 +96,7 @@ static void registry_init_entry(vg_session_t *s)
 
 static void refuse(vg_session_t *s, const char *reason)
 {
+    vg_app_count_refusal(s->app, reason);
     vg_notice("conn %" PRIu64 " from %s: WebSocket refused: %s", s->conn->id, s->conn->peer,
               reason);
     vg_session_ws_close(s, VG_WS_CLOSE_POLICY, reason);
@@ -110,12 +112,11 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
     registry_init_entry(s);
     if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
                         s->app->cfg->max_connections_per_user) != 0) {
-        char reason[64 + VG_AUTH_MAX_USER];
         vg_notice("conn %" PRIu64 " from %s: user %s refused: too many connections (limit %d)",
                   s->conn->id, s->conn->peer, s->identity.user,
                   s->app->cfg->max_connections_per_user);
-        snprintf(reason, sizeof(reason), "too many connections");
-        vg_session_ws_close(s, VG_WS_CLOSE_POLICY, reason);
+        vg_app_count_refusal(s->app, "too many connections");
+        vg_session_ws_close(s, VG_WS_CLOSE_POLICY, "too many connections");
         return;
     }
     s->registered = 1;
@@ -129,8 +130,12 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
 
 /* ---- liveness, expiry, rate ---- */
 
-void vg__wsuser_seen(vg_session_t *s)
+void vg__wsuser_seen(vg_session_t *s, size_t bytes)
 {
+    vg_hub_stats_t *st = vg_hub_stats(s->conn->worker);
+    atomic_store_explicit(&st->bytes_in,
+                          atomic_load_explicit(&st->bytes_in, memory_order_relaxed) + bytes,
+                          memory_order_relaxed);
     s->last_seen = loop_now(s);
     if (s->registered)
         atomic_store_explicit(&s->reg.last_heartbeat_ms, vg_wall_ms(), memory_order_relaxed);

@@ -24,8 +24,16 @@ static void test_valid_names(void **state)
 {
     (void)state;
     static const char *const ok[] = {
-        "stats", "cameras.cam-1.events", "alerts.user.42", "a", "A.b_c.d-e.f:g.h@i", "0.1.2",
-        "state.dashboard", "-", "_._", "user@example:42",
+        "stats",
+        "cameras.cam-1.events",
+        "alerts.user.42",
+        "a",
+        "A.b_c.d-e.f:g.h@i",
+        "0.1.2",
+        "state.dashboard",
+        "-",
+        "_._",
+        "user@example:42",
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         assert_null(name_err(ok[i]));
@@ -81,7 +89,8 @@ typedef struct bad_s {
 #define E_CHAR_P                                                                                   \
     "channel pattern may contain only letters, digits, '_', '-', ':', '@', '.' between segments, " \
     "and the wildcard segments '*' and '>'"
-#define E_WILD "channel name may not contain the wildcards '*' or '>' (only a subscription pattern may)"
+#define E_WILD                                                                                     \
+    "channel name may not contain the wildcards '*' or '>' (only a subscription pattern may)"
 #define E_GT_LAST "channel pattern may have '>' only as its last segment"
 #define E_STAR_MIX                                                                                 \
     "channel pattern has '*' mixed with other characters in a segment ('*' must be a whole "       \
