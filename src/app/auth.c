@@ -37,22 +37,22 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define MAX_TOKEN (8 * 1024)          /* longer tokens are refused as malformed */
-#define MAX_KEY_FILE (64 * 1024)      /* a PEM public key or certificate is a few KiB */
-#define MIN_RSA_BITS 2048             /* NIST SP 800-131A */
-#define TICKET_TTL 30.0               /* seconds */
-#define TICKET_RAW 24                 /* random bytes per ticket: 192 bits */
-#define TICKET_LEN 32                 /* base64url characters for TICKET_RAW bytes */
-#define TICKET_MAX 100000             /* live tickets kept at most; the oldest go first */
-#define TICKET_GRACE 300.0            /* expired tickets answer "ticket expired" this long */
-#define TICKET_BUCKETS 8192           /* power of two */
+#define MAX_TOKEN      (8 * 1024)  /* longer tokens are refused as malformed */
+#define MAX_KEY_FILE   (64 * 1024) /* a PEM public key or certificate is a few KiB */
+#define MIN_RSA_BITS   2048        /* NIST SP 800-131A */
+#define TICKET_TTL     30.0        /* seconds */
+#define TICKET_RAW     24          /* random bytes per ticket: 192 bits */
+#define TICKET_LEN     32          /* base64url characters for TICKET_RAW bytes */
+#define TICKET_MAX     100000      /* live tickets kept at most; the oldest go first */
+#define TICKET_GRACE   300.0       /* expired tickets answer "ticket expired" this long */
+#define TICKET_BUCKETS 8192        /* power of two */
 
 enum { FAMILY_HS = 1, FAMILY_RS = 2, FAMILY_ES = 4 };
 
 typedef struct ticket_s ticket_t;
 struct ticket_s {
-    ticket_t *hnext;                       /* next in the hash bucket */
-    ticket_t *older, *newer;               /* issue order */
+    ticket_t *hnext;                            /* next in the hash bucket */
+    ticket_t *older, *newer;                    /* issue order */
     unsigned char digest[SHA256_DIGEST_LENGTH]; /* of the ticket text, never the text itself */
     double expires_at;
     vg_identity_t id;
@@ -181,8 +181,8 @@ void vg_identity_dispose(vg_identity_t *id)
 static EVP_PKEY *load_public_key(const unsigned char *data, size_t len)
 {
     EVP_PKEY *pkey = NULL;
-    OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, NULL,
-                                                           EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+    OSSL_DECODER_CTX *dctx =
+        OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, NULL, EVP_PKEY_PUBLIC_KEY, NULL, NULL);
     if (dctx != NULL) {
         const unsigned char *p = data;
         size_t left = len;
@@ -247,8 +247,8 @@ static int load_key_file(vg_auth_t *a, const char *path, char *err, size_t errle
     } else if (type == EVP_PKEY_EC) {
         char group[64] = "";
         size_t glen = 0;
-        if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                            sizeof(group), &glen) ||
+        if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                            &glen) ||
             (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)) {
             snprintf(err, errlen,
                      "--jwt-public-key: %s is an EC key on curve %s; only P-256 (ES256) is "
@@ -382,8 +382,10 @@ static jwt_alg_t parse_alg(const char *name, int *family)
         const char *name;
         jwt_alg_t alg;
         int family;
-    } algs[] = {{"HS256", JWT_ALG_HS256, FAMILY_HS}, {"HS384", JWT_ALG_HS384, FAMILY_HS},
-                {"HS512", JWT_ALG_HS512, FAMILY_HS}, {"RS256", JWT_ALG_RS256, FAMILY_RS},
+    } algs[] = {{"HS256", JWT_ALG_HS256, FAMILY_HS},
+                {"HS384", JWT_ALG_HS384, FAMILY_HS},
+                {"HS512", JWT_ALG_HS512, FAMILY_HS},
+                {"RS256", JWT_ALG_RS256, FAMILY_RS},
                 {"ES256", JWT_ALG_ES256, FAMILY_ES}};
     for (size_t i = 0; i < VG_ARRAY_SIZE(algs); i++) {
         if (strcmp(name, algs[i].name) == 0) {
@@ -465,8 +467,7 @@ static int read_channels(json_t *claim, vg_identity_t *id)
     return 0;
 }
 
-static const char *check_claims(const vg_auth_t *a, json_t *payload, double now,
-                                vg_identity_t *id)
+static const char *check_claims(const vg_auth_t *a, json_t *payload, double now, vg_identity_t *id)
 {
     double exp = 0, nbf = 0;
     int has_exp = get_time_claim(payload, "exp", &exp);
@@ -572,8 +573,8 @@ int vg_auth_verify_token(const vg_auth_t *a, const char *token, size_t len, doub
         why = R_MALFORMED;
         goto Exit;
     }
-    if ((payload = decode_json_segment(dot1 + 1, plen, scratch)) == NULL ||
-        slen == 0 || b64url_decode(dot2 + 1, slen, scratch) <= 0) {
+    if ((payload = decode_json_segment(dot1 + 1, plen, scratch)) == NULL || slen == 0 ||
+        b64url_decode(dot2 + 1, slen, scratch) <= 0) {
         why = R_MALFORMED;
         goto Exit;
     }
@@ -767,8 +768,8 @@ Exit:
     return ret;
 }
 
-char *vg_auth_mint_token(const char *secret, const char *alg, const char *sub, long ttl,
-                         int admin, const char *channels_csv)
+char *vg_auth_mint_token(const char *secret, const char *alg, const char *sub, long ttl, int admin,
+                         const char *channels_csv)
 {
     int family;
     jwt_alg_t a = parse_alg(alg ? alg : "HS256", &family);

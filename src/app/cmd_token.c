@@ -20,17 +20,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: vigil token --sub USER [options]\n\n"
-            "Prints a signed user token (JWT) and a newline.\n\n"
-            "Options:\n"
-            "  --secret S        HMAC secret (default: $VIGIL_JWT_SECRET)\n"
-            "  --sub USER        the user id (required)\n"
-            "  --ttl SECONDS     lifetime; 0 for a token that never expires (default 3600)\n"
-            "  --admin           add \"admin\": true\n"
-            "  --channels LIST   comma-separated channel patterns the user may subscribe to\n"
-            "  --alg ALG         HS256, HS384 or HS512 (default HS256)\n"
-            "  --help            show this help\n");
+    fprintf(out, "Usage: vigil token --sub USER [options]\n\n"
+                 "Prints a signed user token (JWT) and a newline.\n\n"
+                 "Options:\n"
+                 "  --secret S        HMAC secret (default: $VIGIL_JWT_SECRET)\n"
+                 "  --sub USER        the user id (required)\n"
+                 "  --ttl SECONDS     lifetime; 0 for a token that never expires (default 3600)\n"
+                 "  --admin           add \"admin\": true\n"
+                 "  --channels LIST   comma-separated channel patterns the user may subscribe to\n"
+                 "  --alg ALG         HS256, HS384 or HS512 (default HS256)\n"
+                 "  --help            show this help\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)

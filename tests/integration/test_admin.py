@@ -13,7 +13,8 @@ import time
 import pytest
 
 from conftest import run_async
-from hubutil import (API_KEY, OTHER_SECRET, admin_token, api, assert_forbidden,
+from hubutil import (API_KEY, OTHER_SECRET, admin_token, api, assert_forbidden, connect_many,
+                     assert_json_error,
                      assert_recent_ts, assert_unauthorized, close_all, connect, hub_args,
                      is_int, is_num, metrics, mint, ok_json, parse_metrics, publish, uniq,
                      wait_for)
@@ -103,7 +104,7 @@ def test_status_for_user_admin_and_api_key(fresh):
 
 
 def test_status_auth_failures(hub):
-    assert_unauthorized(api(hub, "GET", "/api/ws/status"), "missing token")
+    assert_unauthorized(api(hub, "GET", "/api/ws/status"))
     assert_unauthorized(api(hub, "GET", "/api/ws/status", token=mint("x", key=OTHER_SECRET)),
                         "invalid signature")
     assert_unauthorized(api(hub, "GET", "/api/ws/status", x_api_key="wrong"))
@@ -114,7 +115,7 @@ def test_status_auth_failures(hub):
 
 def test_connections_admin_only(hub):
     for path in ("/ws/connections", "/ws/connections/alice"):
-        assert_unauthorized(api(hub, "GET", path), "missing token")
+        assert_unauthorized(api(hub, "GET", path))
         assert_unauthorized(api(hub, "GET", path, token=mint("x", key=OTHER_SECRET)),
                             "invalid signature")
         assert_forbidden(api(hub, "GET", path, token=mint(uniq())))
@@ -147,8 +148,15 @@ def test_connections_list_and_entries(fresh):
             e = by_id[a1.connection_id]
             assert sorted(e["subscriptions"]) == ["cams.cam-1", "stats.>"], e
             assert e["messages_in"] >= 4, e   # subscribe + 3 pings
-            assert e["messages_out"] >= 4, e  # their answers
             assert by_id[b.connection_id]["subscriptions"] == []
+            # messages_out counts at least the published messages delivered to it
+            for i in range(2):
+                await in_thread(publish, fresh, "cams.cam-1", "t", i)
+            await a1.published(2)
+            doc = await in_thread(lambda: ok_json(api(fresh, "GET", "/ws/connections",
+                                                      api_key=API_KEY)))
+            e = {e["connection_id"]: e for e in doc["connections"]}[a1.connection_id]
+            assert e["messages_out"] >= 2, e
 
             doc = await in_thread(lambda: ok_json(api(fresh, "GET", f"/ws/connections/{alice}",
                                                       api_key=API_KEY)))
@@ -161,6 +169,16 @@ def test_connections_list_and_entries(fresh):
         finally:
             await close_all([a1, a2, b])
     run(go())
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/api/ws/status"), ("GET", "/ws/connections"),
+                                         ("POST", "/api/ws/ticket"),
+                                         ("POST", "/api/broadcast")])
+def test_http_missing_credentials_message(hub, method, path):
+    """PROTOCOL.md: a missing token on HTTP is 401 `unauthorized` with the WebSocket reason,
+    "missing token", as message."""
+    assert_unauthorized(api(hub, method, path, body={} if method == "POST" else None),
+                        "missing token")
 
 
 def test_connections_of_unknown_user(hub):
@@ -331,3 +349,93 @@ def test_metrics_prometheus_text_and_counters(fresh):
 def test_metrics_needs_no_auth_and_healthz(hub):
     assert hub.http("GET", "/metrics").status == 200
     assert ok_json(hub.http("GET", "/healthz")) == {"status": "ok"}
+
+
+# ---------------------------------------------------------------------------- across workers
+
+
+def test_ids_broadcast_and_disconnect_across_workers(vigil_factory):
+    """12 connections on a 4-worker server: distinct connection ids, a broadcast reaches all 12,
+    and each can be disconnected by its id."""
+    srv = vigil_factory(*hub_args(), workers=4)
+
+    async def go():
+        cs = await connect_many(srv, [mint(f"w-{i}") for i in range(12)])
+        try:
+            ids = [c.connection_id for c in cs]
+            assert len(set(ids)) == 12, ids
+            doc = await in_thread(lambda: ok_json(api(
+                srv, "POST", "/api/broadcast", {"type": "all", "data": None}, api_key=API_KEY)))
+            assert doc == {"delivered": 12}, doc
+            for c in cs:
+                m = await c.recv()
+                assert m["type"] == "all", m
+            for c in cs:
+                doc = await in_thread(lambda: ok_json(api(
+                    srv, "POST", "/api/disconnect",
+                    {"connection_id": c.connection_id, "code": 4002, "reason": "bye"},
+                    api_key=API_KEY)))
+                assert doc == {"disconnected": 1}, doc
+                code, reason, _ = await c.wait_closed()
+                assert (code, reason) == (4002, "bye")
+        finally:
+            await close_all(cs)
+        wait_for(lambda: ok_json(api(srv, "GET", "/ws/connections", api_key=API_KEY))
+                 ["total_connections"] == 0)
+    run(go())
+
+
+@pytest.mark.parametrize("admin", ["true", 1, "yes", [True], {"admin": True}])
+def test_admin_claim_must_be_true(hub, admin):
+    """Only "admin": true (the JSON literal) makes an admin."""
+    tok = mint(uniq(), admin=admin)
+    resp = api(hub, "GET", "/ws/connections", token=tok)
+    assert resp.status in (401, 403), f"admin={admin!r} got {resp.status}"
+    doc = ok_json(api(hub, "GET", "/api/ws/status", token=tok)) if resp.status == 403 else None
+    if doc is not None:
+        assert "connections_by_user" not in doc["statistics"], doc
+
+
+def test_connections_of_user_with_url_encoded_id(hub):
+    """The {user_id} path segment is percent-decoded (a `sub` may hold spaces or UTF-8)."""
+    import urllib.parse
+    sub = "bob smith ü " + uniq("enc")
+
+    async def go():
+        async with await connect(hub, mint(sub)) as c:
+            assert c.status["user"]["id"] == sub
+            path = "/ws/connections/" + urllib.parse.quote(sub, safe="")
+            doc = await in_thread(lambda: ok_json(api(hub, "GET", path, api_key=API_KEY)))
+            assert doc["user_id"] == sub, doc
+            assert doc["connection_count"] == 1, doc
+    run(go())
+
+
+def test_disconnect_long_reason_is_valid_close_frame(fresh):
+    """A reason longer than a close frame can hold (123 bytes) is refused with 400 or cut to a
+    valid UTF-8 prefix; the client must see a well-formed close, never a protocol error."""
+    sub = uniq("long")
+    reason = "é" * 100  # 200 bytes
+
+    async def go():
+        c = await connect(fresh, mint(sub))
+        try:
+            resp = await in_thread(api, fresh, "POST", "/api/disconnect",
+                                   {"user": sub, "code": 4003, "reason": reason},
+                                   api_key=API_KEY)
+            if resp.status == 400:
+                await c.ping()
+                return
+            assert resp.status == 200, resp.status
+            code, got, _ = await c.wait_closed()
+            assert code == 4003, (code, got)
+            assert reason.startswith(got) and len(got.encode()) <= 123, got
+        finally:
+            await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 1015, 999, 5000, "4000"])
+def test_disconnect_invalid_code_is_400(hub, code):
+    resp = api(hub, "POST", "/api/disconnect", {"user": "x", "code": code}, api_key=API_KEY)
+    assert_json_error(resp, 400)

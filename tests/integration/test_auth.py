@@ -216,7 +216,8 @@ def test_alg_none_spellings_refused(hub, alg):
 
 def test_missing_token(hub):
     assert_ws_refused(hub, "missing token", path="/ws")
-    assert_unauthorized(hub.http("GET", "/api/ws/status"), "missing token")
+    assert_ws_refused(hub, "missing token", path="/ws?token=")
+    assert_unauthorized(hub.http("GET", "/api/ws/status"))
 
 
 @pytest.mark.parametrize("trailing_newline", [True, False])
@@ -452,3 +453,35 @@ def test_secrets_never_logged(vigil_factory):
         if len(sig) >= 16:
             assert sig not in log, f"the signature of the {name} appears in vigil's log"
     assert SECRET not in log
+
+
+# ---------------------------------------------------------------------------- token edge cases
+
+
+def test_token_without_typ_header_accepted(hub):
+    """"typ" is optional in a JWS header (RFC 7515); many issuers leave it out."""
+    sub = uniq("notyp")
+    tok = hmac_token({"alg": "HS256"}, make_claims(sub), SECRET.encode())
+    assert_accepted(hub, tok, sub)
+
+
+def test_fractional_exp_accepted(hub):
+    sub = uniq("frac")
+    tok = hmac_token({"alg": "HS256", "typ": "JWT"},
+                     make_claims(sub, extra={"exp": time.time() + 3600.5}), SECRET.encode())
+    assert_accepted(hub, tok, sub)
+
+
+def test_token_with_extra_claims_accepted(hub):
+    sub = uniq("extra")
+    assert_accepted(hub, mint(sub, extra={"jti": "abc", "name": "Alice", "roles": ["x"],
+                                          "nested": {"a": [1, 2]}}), sub)
+
+
+@pytest.mark.parametrize("channels", ["cameras.*", [1], ["bad..pattern"], {"a": 1}])
+def test_bad_channels_claim_refused(hub, channels):
+    """A `channels` claim that is not a list of patterns is not silently widened to the
+    defaults: the token is refused (1008; the reason is not in PROTOCOL.md's list)."""
+    tok = mint(uniq("badch"), extra={"channels": channels})
+    code, reason, texts = ws_close_after_handshake(hub, path=ws_path(tok))
+    assert code == 1008, (code, reason, texts)

@@ -210,3 +210,23 @@ def test_refresh_without_token_is_error(hub_exp):
             assert ans["type"] == "error", ans
             await c.ping()
     run(go())
+
+
+def test_ticket_connection_expires_with_its_token(hub_exp):
+    """A connection opened with a ticket carries the token's exp: closed 4001 after it."""
+    from hubutil import api, ok_json
+    sub = uniq("tkexp")
+    exp = int(time.time()) + 2
+    ticket = ok_json(api(hub_exp, "POST", "/api/ws/ticket", token=mint(sub, exp=exp)))["ticket"]
+
+    async def go():
+        c = await connect(hub_exp, ticket=ticket)
+        try:
+            assert c.status["user"]["id"] == sub
+            code, reason, _ = await c.wait_closed(timeout=15)
+            return code, reason, time.time()
+        finally:
+            await c.close()
+    code, reason, at = run(go())
+    assert (code, reason) == (4001, "token expired")
+    assert exp - 0.05 <= at <= exp + 4

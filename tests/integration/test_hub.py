@@ -627,3 +627,161 @@ def test_publish_with_user_token_is_refused(hub):
                token=mint(uniq()))
     assert resp.status in (401, 403), resp.status
     assert_json_error(resp, resp.status)
+
+
+# ---------------------------------------------------------------------------- more delivery rules
+
+
+def test_event_types_then_channel_subscription(hub):
+    """Event-type filters alone read every allowed channel; once a channel subscription exists
+    only subscribed channels are read (still filtered by type); removing it goes back."""
+    ns = uniq("mode")
+
+    async def go():
+        async with await connect(hub, mint(uniq(), channels=[f"{ns}.>"])) as c:
+            await c.subscribe(event_types=["x"])
+            await apublish(hub, f"{ns}.a", "x", "listener-a")
+            await apublish(hub, f"{ns}.b", "x", "listener-b")
+            got = await c.collect_until(lambda m: m["data"] == "listener-b", linger=0.2)
+            assert [m["data"] for m in got] == ["listener-a", "listener-b"], got
+            await c.subscribe([f"{ns}.a"])
+            await apublish(hub, f"{ns}.b", "x", "b-not-subscribed")
+            await apublish(hub, f"{ns}.a", "y", "a-wrong-type")
+            await apublish(hub, f"{ns}.a", "x", "a-once")
+            got = await c.collect_until(lambda m: m["data"] == "a-once", linger=0.4)
+            assert [m["data"] for m in got] == ["a-once"], got
+            await c.unsubscribe([f"{ns}.a"])
+            await apublish(hub, f"{ns}.b", "x", "listener-again")
+            got = await c.collect_until(lambda m: m["data"] == "listener-again", linger=0.3)
+            assert [m["data"] for m in got] == ["listener-again"], got
+    run(go())
+
+
+def test_event_types_only_with_overlapping_allowed_patterns(hub):
+    ns = uniq("ovt")
+
+    async def go():
+        allowed = [f"{ns}.>", f"{ns}.*", f"{ns}.a", ">"]
+        async with await connect(hub, mint(uniq(), channels=allowed)) as c:
+            await c.subscribe(event_types=["x", "x"])
+            for i in range(5):
+                await apublish(hub, f"{ns}.a", "x", i)
+            got = await c.collect_until(lambda m: m["data"] == 4 and m["channel"] == f"{ns}.a",
+                                        linger=0.4)
+            mine = [m["data"] for m in got if m["channel"] == f"{ns}.a"]
+            assert mine == [0, 1, 2, 3, 4], got
+    run(go())
+
+
+@pytest.mark.parametrize("req", [{"type": "subscribe", "channels": "a.b"},
+                                 {"type": "subscribe", "channels": [1, 2]},
+                                 {"type": "subscribe", "event_types": "x"},
+                                 {"type": "unsubscribe", "channels": {"a": 1}}])
+def test_subscribe_with_wrong_field_types(hub, req):
+    async def go():
+        async with await connect(hub, mint(uniq())) as c:
+            ans = await c.request(dict(req, id="w"))
+            assert ans["type"] == "error" and ans["id"] == "w", ans
+            assert ans["code"] in ("bad_request", "invalid_channel"), ans
+            await c.ping()
+    run(go())
+
+
+def test_publish_channel_length_limit(hub):
+    base = uniq("len")
+    name200 = (base + "." + "x" * 200)[:200]
+    publish(hub, name200, "t", 1)
+    doc = assert_json_error(api(hub, "POST", "/api/publish",
+                                {"channel": name200 + "x", "type": "t", "data": 1},
+                                api_key=API_KEY), 400)
+    assert "channel" in doc["error"]["message"], doc
+
+
+def test_concurrent_publishers_order_per_channel(vigil_factory):
+    """8 publishers at once on one channel (their requests land on different workers): every
+    subscriber, on every worker, receives all messages in offset order, each once."""
+    srv = vigil_factory(*hub_args(), workers=4)
+    ch = "conc.room"
+    n_pub, per_pub, n_sub = 8, 40, 16
+
+    async def go():
+        subs = await connect_many(srv, [mint(f"conc-{i}") for i in range(n_sub)])
+        try:
+            await asyncio.gather(*(c.subscribe([ch]) for c in subs))
+
+            async def publisher(p):
+                offs = []
+                for k in range(per_pub):
+                    offs.append(await apublish(srv, ch, "t", {"p": p, "k": k}))
+                return offs
+            all_offs = await asyncio.gather(*(publisher(p) for p in range(n_pub)))
+            results = await asyncio.gather(*(c.published(n_pub * per_pub, timeout=60)
+                                             for c in subs))
+            extra = await asyncio.gather(*(c.drain(0.3) for c in subs))
+        finally:
+            await close_all(subs)
+        want = sorted(o for offs in all_offs for o in offs)
+        assert len(set(want)) == len(want), "offsets handed out twice"
+        for i, (got, more) in enumerate(zip(results, extra)):
+            offs = [m["offset"] for m in got]
+            assert offs == want, f"subscriber {i}: not every message once in offset order"
+            for p in range(n_pub):  # each publisher's own messages in its order
+                ks = [m["data"]["k"] for m in got if m["data"]["p"] == p]
+                assert ks == list(range(per_pub)), f"subscriber {i} publisher {p}"
+            assert more == []
+    run(go(), timeout=240)
+
+
+def test_subscription_churn_while_publishing(vigil_factory):
+    """Clients subscribing, unsubscribing and disconnecting while messages flow do not disturb a
+    steady subscriber (everything, in order) nor crash the server."""
+    srv = vigil_factory(*hub_args(), workers=4)
+    ns = "churn"
+    n_msgs = 300
+
+    connects = [0]
+
+    async def churner(i, stop):
+        while not stop.is_set():
+            try:
+                c = await connect(srv, mint(f"churn-{i}"))
+            except AssertionError:
+                await asyncio.sleep(0.05)  # may briefly hit the per-user limit
+                continue
+            connects[0] += 1
+            try:
+                for _ in range(3):
+                    await c.subscribe([f"{ns}.*", f"{ns}.>", ">"])
+                    await c.send({"type": "unsubscribe", "channels": [f"{ns}.*"]})
+                    await c.drain(0.01)
+            except AssertionError:
+                pass
+            if i % 2:
+                await c.close()
+            else:
+                c.ws.transport.abort()  # vanish without a close handshake
+
+    async def go():
+        steady = await connect(srv, mint("steady"))
+        await steady.subscribe([f"{ns}.>"])
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(churner(i, stop)) for i in range(12)]
+        try:
+            offs = []
+            for b in range(n_msgs // 20):
+                offs += await apublish_batch(
+                    srv, [{"channel": f"{ns}.c{j % 3}", "type": "t", "data": b * 20 + j}
+                          for j in range(20)])
+                await asyncio.sleep(0.1)
+            got = await steady.published(n_msgs, timeout=60)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await steady.close()
+        assert sorted(m["data"] for m in got) == list(range(n_msgs))
+        for j in range(3):
+            seq = [m["offset"] for m in got if m["channel"] == f"{ns}.c{j}"]
+            assert seq == sorted(seq) and len(set(seq)) == len(seq), f"order on {ns}.c{j}"
+        assert connects[0] >= 24, f"only {connects[0]} churn connections"
+    run(go(), timeout=180)
+    assert srv.alive()

@@ -5,6 +5,7 @@ for another Origin), the inbound message rate (error rate_limited, then 1008
 
 import asyncio
 import functools
+import json
 import time
 
 import pytest
@@ -287,4 +288,40 @@ def test_slow_consumer_closed(vigil_factory):
             publish(srv, ch, "t", "small")
             (m,) = await c.published(1)
             assert m["data"] == "small"
+    run(go())
+
+
+def test_rate_limited_error_echoes_request_id(hub_rate):
+    """PROTOCOL.md: every request's `id` is echoed in its answer or `error`, so the
+    rate_limited error names the request it refused."""
+    async def go():
+        async with await connect(hub_rate, mint(uniq())) as c:
+            for i in range(15):
+                await c.send({"type": "ping", "id": f"r{i}"})
+            seen = []
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                try:
+                    seen.append(await c.recv(timeout=max(0.01, end - time.monotonic())))
+                except asyncio.TimeoutError:
+                    break
+            limited = [m for m in seen if m.get("code") == "rate_limited"]
+            assert limited, seen
+            for m in limited:
+                assert m.get("id") in {f"r{i}" for i in range(15)}, \
+                    f"rate_limited error without the request's id: {m}"
+    run(go())
+
+
+def test_message_too_big_on_ws(shared_vigil):
+    srv = shared_vigil(*hub_args("--max-message-size", "64KiB"))
+
+    async def go():
+        c = await connect(srv, mint(uniq()))
+        try:
+            await c.send(json.dumps({"type": "ping", "pad": "x" * 70000}))
+            code, _, _ = await c.wait_closed()
+            assert code == 1009, code
+        finally:
+            await c.close()
     run(go())
