@@ -65,7 +65,7 @@ int vg_session_http_auth(vg_session_t *s, vg_http_request_t *req, int allow_api_
         return vg_auth_verify_token(auth, token, (size_t)n, vg_wall_seconds(), id, reason);
     if (bearer.base != NULL)
         return vg_auth_verify_token(auth, bearer.base, bearer.len, vg_wall_seconds(), id, reason);
-    *reason = allow_api_key ? "missing token or API key" : "missing token";
+    *reason = "missing token";
     return VG_EAUTH;
 }
 
@@ -131,6 +131,10 @@ static int check_message(json_t *m, const char *prefix, vg_publish_t *out, char 
         json_string_length(type) > MAX_TYPE_LEN) {
         snprintf(err, errlen, "%stype: required string of 1 to %d characters", prefix,
                  MAX_TYPE_LEN);
+        return -1;
+    }
+    if (json_object_get(m, "data") == NULL) {
+        snprintf(err, errlen, "%sdata: required (any JSON value, null included)", prefix);
         return -1;
     }
     out->channel = json_string_value(channel);
@@ -240,14 +244,24 @@ static void handle_connections(vg_session_t *s, vg_http_request_t *req,
                                        (json_int_t)json_array_size(list), "connections", list));
         return;
     }
-    char user[VG_AUTH_MAX_USER];
-    vg_iov_t raw = rm->params[0];
-    if (raw.len >= sizeof(user)) {
+    char user[VG_AUTH_MAX_USER], raw[3 * VG_AUTH_MAX_USER];
+    vg_iov_t param = rm->params[0];
+    int n = -1;
+    if (param.len < sizeof(raw) - 1) {
+        /* The id is percent-encoded in the path; decode it as a one-segment path. */
+        raw[0] = '/';
+        memcpy(raw + 1, param.base, param.len);
+        char decoded[sizeof(raw)];
+        n = vg_http_path_decode((vg_iov_t){raw, param.len + 1}, decoded, sizeof(decoded));
+        if (n > 0 && (size_t)n - 1 < sizeof(user))
+            memcpy(user, decoded + 1, (size_t)n);
+        else
+            n = -1;
+    }
+    if (n < 0) {
         vg_session_respond_error(s, 404, "not_found", "no such user", NULL);
         return;
     }
-    memcpy(user, raw.base, raw.len);
-    user[raw.len] = '\0';
     json_t *list = vg_registry_describe(s->app->registry, user, now);
     respond_json(s, 200, json_pack("{s:s, s:I, s:o}", "user_id", user, "connection_count",
                                    (json_int_t)json_array_size(list), "connections", list));

@@ -161,7 +161,7 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason);
 /* Bytes arrived: the peer is alive. */
 void vg__wsuser_seen(vg_session_t *s, size_t bytes);
 /* A message arrived: rate limit.  Returns nonzero when the endpoint may handle it. */
-int vg__wsuser_admit(vg_session_t *s);
+int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len);
 /* The connection's timer fired while the WebSocket is open (heartbeat, token expiry). */
 void vg__wsuser_timer(vg_session_t *s);
 /* Re-arms the timer for the next heartbeat or expiry. */

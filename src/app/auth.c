@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -198,6 +199,7 @@ static EVP_PKEY *load_public_key(const unsigned char *data, size_t len)
         X509_free(cert);
         BIO_free(bio);
     }
+    ERR_clear_error(); /* the decoders that did not match queued errors */
     return pkey;
 }
 
@@ -372,7 +374,8 @@ static const char R_MISSING[] = "missing token", R_MALFORMED[] = "malformed toke
                   R_ALG[] = "algorithm not allowed", R_SIGNATURE[] = "invalid signature",
                   R_EXPIRED[] = "token expired", R_NBF[] = "token not yet valid",
                   R_ISSUER[] = "wrong issuer", R_AUDIENCE[] = "wrong audience",
-                  R_SUB[] = "missing sub", R_CHANNELS[] = "invalid channels claim";
+                  R_SUB[] = "missing sub", R_CHANNELS[] = "invalid channels claim",
+                  R_TICKET[] = "invalid ticket", R_TICKET_EXPIRED[] = "ticket expired";
 
 /* Maps a header "alg" to the libjwt algorithm and key family; JWT_ALG_INVAL for everything we
  * never accept ("none", RS384, PS256, ES384, ...). */
@@ -516,6 +519,9 @@ static int signature_ok(const vg_auth_t *a, const char *token, jwt_alg_t alg, in
     jwt_t *jwt = NULL;
     int ok = jwt_decode(&jwt, token, key, key_len) == 0 && jwt != NULL && jwt_get_alg(jwt) == alg;
     jwt_free(jwt);
+    /* libjwt leaves OpenSSL's per-thread error queue filled on failure; this thread may do TLS
+     * or other OpenSSL work next, which must not see those errors. */
+    ERR_clear_error();
     return ok;
 }
 
@@ -695,16 +701,14 @@ int vg_auth_ticket_issue(vg_auth_t *a, const vg_identity_t *id, double now, char
     return 0;
 }
 
-int vg_auth_ticket_redeem(vg_auth_t *a, const char *ticket, size_t len, double now,
-                          vg_identity_t *id, const char **reason)
+static const char *redeem(vg_auth_t *a, const char *ticket, size_t len, double now,
+                          vg_identity_t *id)
 {
-    memset(id, 0, sizeof(*id));
-    *reason = "invalid ticket";
     if (ticket == NULL || len != TICKET_LEN)
-        return VG_EAUTH;
+        return R_TICKET;
     for (size_t i = 0; i < len; i++) {
         if (b64url_value((unsigned char)ticket[i]) < 0)
-            return VG_EAUTH;
+            return R_TICKET;
     }
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)ticket, len, digest);
@@ -719,17 +723,25 @@ int vg_auth_ticket_redeem(vg_auth_t *a, const char *ticket, size_t len, double n
     pthread_mutex_unlock(&a->lock);
 
     if (t == NULL)
-        return VG_EAUTH;
+        return R_TICKET;
     if (now > t->expires_at) {
         ticket_destroy(t);
-        *reason = "ticket expired";
-        return VG_EAUTH;
+        return R_TICKET_EXPIRED;
     }
     *id = t->id; /* the identity moves out of the ticket */
     memset(&t->id, 0, sizeof(t->id));
     ticket_destroy(t);
-    *reason = NULL;
-    return 0;
+    return NULL;
+}
+
+int vg_auth_ticket_redeem(vg_auth_t *a, const char *ticket, size_t len, double now,
+                          vg_identity_t *id, const char **reason)
+{
+    memset(id, 0, sizeof(*id));
+    const char *why = redeem(a, ticket, len, now, id);
+    if (reason != NULL)
+        *reason = why;
+    return why == NULL ? 0 : VG_EAUTH;
 }
 
 /* ---- minting -------------------------------------------------------------------------------- */

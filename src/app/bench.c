@@ -44,20 +44,20 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 
-#define WINDOW_TOTAL 256              /* handshakes in flight, all threads together */
-#define MAX_FRAME (64u << 20)         /* a server frame or message larger than this is an error */
-#define READ_BUF_SIZE (256u << 10)    /* one per thread */
-#define MAX_BATCH_MESSAGES 1000       /* /api/publish accepts at most 1000 per request */
-#define MAX_BATCH_BYTES (256u << 10)  /* well under the server's default 1 MiB body limit */
-#define IDLE_GIVE_UP_NS 3000000000ull /* after the last publish: no delivery for 3 s ends it */
-#define CLOSE_GRACE_MS 2000           /* at the end: time for our close frames to go out */
+#define WINDOW_TOTAL       256          /* handshakes in flight, all threads together */
+#define MAX_FRAME          (64u << 20)  /* a server frame or message larger than this is an error */
+#define READ_BUF_SIZE      (256u << 10) /* one per thread */
+#define MAX_BATCH_MESSAGES 1000         /* /api/publish accepts at most 1000 per request */
+#define MAX_BATCH_BYTES    (256u << 10) /* well under the server's default 1 MiB body limit */
+#define IDLE_GIVE_UP_NS    3000000000ull /* after the last publish: no delivery for 3 s ends it */
+#define CLOSE_GRACE_MS     2000          /* at the end: time for our close frames to go out */
 
 /* ---- histogram ---------------------------------------------------------------------------- */
 
 /* Values (ns) below 64 have one bucket each; above, each power of two is split into 32 equal
  * buckets.  Index = shift * 32 + (v >> shift) with shift = max(0, msb(v) - 5). */
 #define HIST_SUB_BITS 5
-#define HIST_BUCKETS (64 * 32)
+#define HIST_BUCKETS  (64 * 32)
 
 typedef struct hist_s {
     uint64_t count[HIST_BUCKETS];
@@ -181,10 +181,10 @@ struct worker_s {
 struct bench_s {
     bench_opts_t o;
     vg_url_t ws;
-    char *handshake;     /* the upgrade request up to the key */
+    char *handshake; /* the upgrade request up to the key */
     size_t handshake_len;
     const char *handshake_end; /* what follows the key */
-    char *subscribe;     /* the subscribe request */
+    char *subscribe;           /* the subscribe request */
     size_t subscribe_len;
     struct sockaddr_storage addr;
     worker_t *workers;
@@ -487,11 +487,8 @@ static void on_frame(client_t *c, int fin, int opcode, const uint8_t *payload, s
             }
         }
         break;
-    case VG_WS_OP_PING:
-        send_frame(c, VG_WS_OP_PONG, payload, len, 0);
-        break;
-    case VG_WS_OP_PONG:
-        break;
+    case VG_WS_OP_PING: send_frame(c, VG_WS_OP_PONG, payload, len, 0); break;
+    case VG_WS_OP_PONG: break;
     case VG_WS_OP_CLOSE: {
         int code = len >= 2 ? (payload[0] << 8 | payload[1]) : 1005;
         if (!atomic_load(&c->w->b->stopping))
@@ -499,8 +496,7 @@ static void on_frame(client_t *c, int fin, int opcode, const uint8_t *payload, s
                         len > 2 ? (int)(len - 2) : 0, (const char *)payload + 2);
         break;
     }
-    default:
-        client_fail(c, "protocol error: opcode %d", opcode);
+    default: client_fail(c, "protocol error: opcode %d", opcode);
     }
 }
 
@@ -574,8 +570,7 @@ static void on_handshake_data(client_t *c, const char *data, size_t len, uint64_
     }
     if (hs->resp.status != 101) {
         client_fail(c, "handshake refused: HTTP %d %.*s", hs->resp.status,
-                    (int)(hs->resp.body.len < 150 ? hs->resp.body.len : 150),
-                    hs->resp.body.base);
+                    (int)(hs->resp.body.len < 150 ? hs->resp.body.len : 150), hs->resp.body.base);
         return;
     }
     const char *accept = vg_httpc_response_header(&hs->resp, "Sec-WebSocket-Accept");
@@ -604,8 +599,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     client_t *c = vg_container_of((uv_tcp_t *)s, client_t, tcp);
     if (nread < 0) {
-        client_fail(c, "%s", nread == UV_EOF ? "the server closed the connection without a close frame"
-                                             : uv_strerror((int)nread));
+        client_fail(c, "%s",
+                    nread == UV_EOF ? "the server closed the connection without a close frame"
+                                    : uv_strerror((int)nread));
         return;
     }
     if (nread == 0)
@@ -770,9 +766,9 @@ static void append_message(bench_t *b, vg_buf_t *out, uint64_t seq, uint64_t t)
 {
     vg_buf_append_str(out, "{\"channel\":\"");
     vg_buf_append_json_escaped(out, b->o.channel, strlen(b->o.channel));
-    vg_buf_printf(out, "\",\"type\":\"bench\",\"data\":{\"seq\":%" PRIu64 ",\"t\":%" PRIu64
-                       ",\"pad\":\"",
-                  seq, t);
+    vg_buf_printf(
+        out, "\",\"type\":\"bench\",\"data\":{\"seq\":%" PRIu64 ",\"t\":%" PRIu64 ",\"pad\":\"",
+        seq, t);
     memset(vg_buf_reserve(out, b->pad), 'x', b->pad);
     out->len += b->pad;
     vg_buf_append_str(out, "\"}}");
@@ -849,12 +845,11 @@ static void publisher_main(void *arg)
             vg_buf_append_str(&body, "]}");
         }
         vg_httpc_response_t resp;
-        int rc = vg_httpc_request(&http, "POST", path.base, headers.base, body.base, body.len,
-                                  &resp);
+        int rc =
+            vg_httpc_request(&http, "POST", path.base, headers.base, body.base, body.len, &resp);
         if (rc != 0 || resp.status / 100 != 2) {
             if (rc != 0)
-                snprintf(b->publish_error, sizeof(b->publish_error), "publish: %s",
-                         http.errstr);
+                snprintf(b->publish_error, sizeof(b->publish_error), "publish: %s", http.errstr);
             else
                 snprintf(b->publish_error, sizeof(b->publish_error), "publish: HTTP %d: %.300s",
                          resp.status, resp.body.base != NULL ? resp.body.base : "");
@@ -953,9 +948,9 @@ static int parse_options(bench_opts_t *o, int argc, char **argv)
             if (i + 1 < argc)
                 v = argv[i + 1];
         }
-        static const char *const known[] = {
-            "--url",  "--publish-url", "--api-key", "--token", "--channel", "--connections",
-            "--messages", "--size",    "--threads", "--rate",  "--timeout"};
+        static const char *const known[] = {"--url",     "--publish-url", "--api-key",  "--token",
+                                            "--channel", "--connections", "--messages", "--size",
+                                            "--threads", "--rate",        "--timeout"};
         int found = 0;
         for (size_t k = 0; k < VG_ARRAY_SIZE(known); k++)
             found |= strcmp(name, known[k]) == 0;
@@ -1051,8 +1046,9 @@ static int prepare(bench_t *b, char **publish_url_owned)
         vg_buf_append_str(&s, strchr(b->ws.path, '?') != NULL ? "&token=" : "?token=");
         append_query_escaped(&s, b->o.token);
     }
-    vg_buf_printf(&s, " HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: ",
+    vg_buf_printf(&s,
+                  " HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: ",
                   b->ws.authority);
     b->handshake = s.base;
     b->handshake_len = s.len;
@@ -1188,8 +1184,7 @@ int vg_cmd_bench(int argc, char **argv)
     }
     uint64_t t0 = mono_ns();
     for (; started < b->nworkers; started++) {
-        if (uv_thread_create(&b->workers[started].thread, worker_main, &b->workers[started]) !=
-            0) {
+        if (uv_thread_create(&b->workers[started].thread, worker_main, &b->workers[started]) != 0) {
             fprintf(stderr, "vigil bench: cannot start a thread\n");
             status = 1;
             goto Stop;
@@ -1227,7 +1222,8 @@ int vg_cmd_bench(int argc, char **argv)
     fflush(stdout);
     if (ready + failed < n) {
         /* Late subscribers would miss the first messages and read as loss: stop here. */
-        fprintf(stderr, "vigil bench: %zu connections still not subscribed after %g s (--timeout)\n",
+        fprintf(stderr,
+                "vigil bench: %zu connections still not subscribed after %g s (--timeout)\n",
                 n - ready - failed, b->o.timeout);
         status = 1;
         goto Stop;
@@ -1260,8 +1256,8 @@ int vg_cmd_bench(int argc, char **argv)
             /* The publisher's fields are visible: publisher_done was stored after them. */
             if (deliveries >= expected || b->publisher_failed)
                 break;
-            uint64_t since = now - (last_progress > b->last_publish_ns ? last_progress
-                                                                        : b->last_publish_ns);
+            uint64_t since =
+                now - (last_progress > b->last_publish_ns ? last_progress : b->last_publish_ns);
             if (since > IDLE_GIVE_UP_NS || (double)(now - b->last_publish_ns) > b->o.timeout * 1e9)
                 break;
         }
@@ -1321,8 +1317,7 @@ Stop:
             status = 1;
             goto Free;
         }
-        printf("publish:     FAILED after %" PRIu64 " messages: %s\n", published,
-               b->publish_error);
+        printf("publish:     FAILED after %" PRIu64 " messages: %s\n", published, b->publish_error);
     }
     printf("publish:     %" PRIu64 " messages in %.3f s (%.0f/s) with %" PRIu64 " requests\n",
            published, pub_span, pub_span > 0 ? (double)published / pub_span : 0.0, b->requests);
@@ -1330,6 +1325,12 @@ Stop:
            " out of order, %zu connections dropped\n",
            deliveries, expected, lost, expected > 0 ? 100.0 * (double)lost / (double)expected : 0,
            ooo, dropped);
+    uint64_t unexpected = 0;
+    for (int i = 0; i < b->nworkers; i++)
+        unexpected += b->workers[i].unexpected;
+    if (unexpected > 0)
+        printf("             %" PRIu64 " other messages (neither deliveries nor answers)\n",
+               unexpected);
     if (error_count(b) > errors_before)
         printf("             first error: %s\n", b->first_error);
     printf("throughput:  %.0f deliveries/s (%.3f s from the first publish to the last delivery)\n",
@@ -1343,8 +1344,8 @@ Stop:
            ",\"lost\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"dropped\":%zu,"
            "\"deliveries_per_sec\":%.0f,\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
            "\"p999\":%.3f,\"max\":%.3f}}\n",
-           n, ready, failed, b->nworkers, connect_s, published, b->o.size, b->o.rate, avg,
-           expected, deliveries, lost, ooo, dropped, per_sec, p50, p90, p99, p999, max);
+           n, ready, failed, b->nworkers, connect_s, published, b->o.size, b->o.rate, avg, expected,
+           deliveries, lost, ooo, dropped, per_sec, p50, p90, p99, p999, max);
     fflush(stdout);
     status = (b->publisher_failed || lost > 0 || failed > 0 || dropped > 0) ? 1 : 0;
 

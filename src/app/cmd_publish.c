@@ -102,8 +102,8 @@ static void print_refusal(const vg_httpc_response_t *r)
 
 int vg_cmd_publish(int argc, char **argv)
 {
-    const char *url = DEFAULT_URL, *key = getenv("VIGIL_API_KEY"), *channel = NULL,
-               *type = NULL, *data = NULL, *timeout_s = NULL;
+    const char *url = DEFAULT_URL, *key = getenv("VIGIL_API_KEY"), *channel = NULL, *type = NULL,
+               *data = NULL, *timeout_s = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int m;

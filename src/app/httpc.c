@@ -254,8 +254,7 @@ void vg_httpc_response_dispose(vg_httpc_response_t *r)
     vg_buf_dispose(&r->body);
 }
 
-int vg_httpc_response_feed(vg_httpc_response_t *r, const char *data, size_t len,
-                           size_t *consumed)
+int vg_httpc_response_feed(vg_httpc_response_t *r, const char *data, size_t len, size_t *consumed)
 {
     *consumed = 0;
     if (r->err != 0)
@@ -360,8 +359,7 @@ static int fail(vg_httpc_t *c, int err, const char *what)
 
 static int connect_one(const struct addrinfo *ai, uint64_t deadline, int *fd_out)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -errno;
     int rc;
@@ -436,8 +434,7 @@ static int send_all(vg_httpc_t *c, uint64_t deadline)
 
 /* Reads until the response is complete.  *got_bytes tells the caller whether any byte of the
  * answer arrived (if none did on a reused connection, the request can be sent again). */
-static int read_response(vg_httpc_t *c, vg_httpc_response_t *r, uint64_t deadline,
-                         int *got_bytes)
+static int read_response(vg_httpc_t *c, vg_httpc_response_t *r, uint64_t deadline, int *got_bytes)
 {
     size_t used;
     *got_bytes = c->_in.len > 0;
@@ -481,8 +478,7 @@ int vg_httpc_init(vg_httpc_t *c, const char *base_url, int timeout_ms)
     if (vg_url_parse(&c->url, base_url, c->errstr, sizeof(c->errstr)) != 0)
         return VG_EINVAL;
     if (strcmp(c->url.scheme, "http") != 0) {
-        snprintf(c->errstr, sizeof(c->errstr), "invalid URL '%.200s': expected http://",
-                 base_url);
+        snprintf(c->errstr, sizeof(c->errstr), "invalid URL '%.200s': expected http://", base_url);
         vg_url_dispose(&c->url);
         return VG_EINVAL;
     }
@@ -534,8 +530,8 @@ int vg_httpc_request(vg_httpc_t *c, const char *method, const char *path, const 
             return rc;
         }
         if (rc == UV_EOF) {
-            snprintf(c->errstr, sizeof(c->errstr), "%.200s:%s closed the connection without answering",
-                     c->url.host, c->url.port);
+            snprintf(c->errstr, sizeof(c->errstr),
+                     "%.200s:%s closed the connection without answering", c->url.host, c->url.port);
             close_fd(c);
             return rc;
         }

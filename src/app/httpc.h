@@ -71,8 +71,7 @@ void vg_httpc_response_dispose(vg_httpc_response_t *r);
  * to the new protocol), VG_HTTPC_NEED_MORE when everything was consumed and more is needed, or
  * the sticky error (VG_EINVAL, VG_ELIMIT; r->errstr says why).  Informational responses other
  * than 101 (100 Continue) are skipped. */
-int vg_httpc_response_feed(vg_httpc_response_t *r, const char *data, size_t len,
-                           size_t *consumed);
+int vg_httpc_response_feed(vg_httpc_response_t *r, const char *data, size_t len, size_t *consumed);
 /* The peer closed the connection: completes a response whose body runs to the end of the
  * connection.  Returns VG_HTTPC_DONE, or VG_EINVAL when the response was cut short. */
 int vg_httpc_response_eof(vg_httpc_response_t *r);
@@ -84,10 +83,10 @@ const char *vg_httpc_response_header(const vg_httpc_response_t *r, const char *n
 
 typedef struct vg_httpc_s {
     /* read-only */
-    vg_url_t url;       /* the base URL given to vg_httpc_init (its path is not used) */
-    char errstr[256];   /* why the last call failed */
-    unsigned requests;  /* requests answered */
-    unsigned connects;  /* connections opened (1 when every request reused the first) */
+    vg_url_t url;      /* the base URL given to vg_httpc_init (its path is not used) */
+    char errstr[256];  /* why the last call failed */
+    unsigned requests; /* requests answered */
+    unsigned connects; /* connections opened (1 when every request reused the first) */
     /* private */
     int _fd;
     int _timeout_ms;

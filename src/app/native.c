@@ -237,11 +237,14 @@ static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
         return;
     }
     json_error_t err;
-    json_t *req = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *req =
+        json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (req == NULL || !json_is_object(req)) {
         char message[200];
-        snprintf(message, sizeof(message), "malformed JSON: %s",
-                 req == NULL ? err.text : "expected an object");
+        if (req == NULL)
+            snprintf(message, sizeof(message), "malformed JSON: %s", err.text);
+        else
+            snprintf(message, sizeof(message), "a request must be a JSON object");
         send_error(s, req == NULL ? "bad_json" : "bad_request", message, NULL);
     } else {
         handle_request(s, req);

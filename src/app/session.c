@@ -287,7 +287,7 @@ void vg_session_ws_close(vg_session_t *s, int code, const char *reason)
 static void on_ws_message(vg_ws_t *ws, int opcode, uint8_t *data, size_t len)
 {
     vg_session_t *s = ws->data;
-    if (s->endpoint->authenticate && !vg__wsuser_admit(s))
+    if (s->endpoint->authenticate && !vg__wsuser_admit(s, data, len))
         return;
     s->endpoint->on_message(s, opcode, data, len);
 }

@@ -4,6 +4,8 @@
  * subscription index, heartbeats, token expiry, the inbound rate limit, and delivery filters.
  */
 #include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app/app.h"
@@ -195,7 +197,23 @@ void vg__wsuser_timer(vg_session_t *s)
 /* A token bucket of max_inbound_rate messages refilled continuously.  Messages over it are
  * answered with an error and dropped; a client still sending after a whole rate's worth of
  * refused messages within one second is closed. */
-int vg__wsuser_admit(vg_session_t *s)
+/* The rate-limit error answers the request it refused, so it carries that request's id. */
+static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
+{
+    json_t *req = json_loadb((const char *)data, len, JSON_DECODE_ANY, NULL);
+    json_t *msg = json_pack("{s:s, s:s, s:s}", "type", "error", "code", "rate_limited",
+                            "message", "too many messages; slow down");
+    json_t *id = json_is_object(req) ? json_object_get(req, "id") : NULL;
+    if (id != NULL)
+        json_object_set(msg, "id", id);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    vg_session_ws_send_text(s, text, strlen(text));
+    free(text);
+    json_decref(msg);
+    json_decref(req);
+}
+
+int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len)
 {
     double rate = s->app->cfg->max_inbound_rate;
     uint64_t now = loop_now(s);
@@ -215,9 +233,7 @@ int vg__wsuser_admit(vg_session_t *s)
         s->rate_overflow = 0;
     }
     if (s->rate_overflow++ == 0) {
-        static const char msg[] = "{\"type\":\"error\",\"code\":\"rate_limited\","
-                                  "\"message\":\"too many messages; slow down\"}";
-        vg_session_ws_send_text(s, msg, sizeof(msg) - 1);
+        send_rate_limited(s, data, len);
     } else if (s->rate_overflow > (unsigned)rate) {
         vg_notice("conn %" PRIu64 " from %s: user %s closed: rate limit exceeded", s->conn->id,
                   s->conn->peer, s->identity.user);

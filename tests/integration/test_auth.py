@@ -421,8 +421,9 @@ def test_vigil_token_plain_user_accepted_by_server(hub):
 # ---------------------------------------------------------------------------- secrets not logged
 
 
-def test_secrets_never_logged(vigil_factory):
-    srv = vigil_factory(*hub_args("--log-level", "debug"))
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_secrets_never_logged(vigil_factory, fmt):
+    srv = vigil_factory(*hub_args("--log-level", "debug", "--log-format", fmt))
     good = mint(uniq("log"))
     bad = mint("x", key=OTHER_SECRET)
     expired = mint("y", exp=int(time.time()) - 60)
@@ -440,6 +441,12 @@ def test_secrets_never_logged(vigil_factory):
         status_http(srv, t)
     ws_close_after_handshake(srv, path=ws_path(ticket=ticket))  # second use
     publish(srv, "log.test", "x", {})
+    srv.http("GET", f"/no-such-page?token={good}&ticket={ticket}")
+    srv.http("GET", f"/api/ws/status?token={good}")
+    srv.http("GET", f"/api/ws/status?token={bad}")
+    srv.http("GET", "/no-such-page", headers={"Authorization": f"Bearer {good}",
+                                              "X-API-Key": API_KEY})
+    ws_close_after_handshake(srv, path=f"/ws?ticket={ticket}&token={expired}")
     api(srv, "POST", "/api/publish", {"channel": "a", "type": "b", "data": 1},
         api_key="wrong-key-" + hashlib.sha1(b"k").hexdigest())
     api(srv, "GET", "/api/ws/status", x_api_key=API_KEY)

@@ -785,3 +785,13 @@ def test_subscription_churn_while_publishing(vigil_factory):
         assert connects[0] >= 24, f"only {connects[0]} churn connections"
     run(go(), timeout=180)
     assert srv.alive()
+
+
+def test_invalid_utf8_text_closes_1007(hub):
+    from conftest import RawWS
+    from hubutil import ws_path
+    ws = RawWS.connect(hub.host, hub.port, path=ws_path(mint(uniq())))
+    with ws:
+        ws.recv_message()  # connection_status
+        ws.send_text(b'{"type":"ping","x":"\xff\xfe"}')
+        assert ws.expect_fail(1007) is not None

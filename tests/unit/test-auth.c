@@ -7,6 +7,7 @@
  * ("alg":"none", algorithm confusion, duplicate keys) and payloads can be tested.  Keys are
  * generated per run and their public halves written to temporary PEM files.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -853,6 +854,62 @@ static void test_tickets_purge_and_bound(void **state)
     vg_auth_free(a);
 }
 
+/* Threads race to redeem the same tickets while issuing their own: each shared ticket works
+ * exactly once, and every thread's own tickets work. */
+#define RACE_THREADS 4
+#define RACE_SHARED  200
+
+static struct {
+    vg_auth_t *auth;
+    char shared[RACE_SHARED][64];
+    int wins[RACE_THREADS];
+    int own_ok[RACE_THREADS];
+} race;
+
+static void *race_thread(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    vg_identity_t id, got;
+    vg_identity_init_anonymous(&id);
+    const char *reason;
+    for (int i = 0; i < RACE_SHARED; i++) {
+        char own[64];
+        if (vg_auth_ticket_issue(race.auth, &id, NOW, own) == 0 &&
+            vg_auth_ticket_redeem(race.auth, own, strlen(own), NOW, &got, &reason) == 0) {
+            race.own_ok[me]++;
+            vg_identity_dispose(&got);
+        }
+        const char *t = race.shared[i];
+        if (vg_auth_ticket_redeem(race.auth, t, strlen(t), NOW, &got, &reason) == 0) {
+            race.wins[me]++;
+            vg_identity_dispose(&got);
+        }
+    }
+    return NULL;
+}
+
+static void test_tickets_threads(void **state)
+{
+    (void)state;
+    memset(&race, 0, sizeof(race));
+    race.auth = auth_secret(0);
+    vg_identity_t id;
+    vg_identity_init_anonymous(&id);
+    for (int i = 0; i < RACE_SHARED; i++)
+        assert_int_equal(vg_auth_ticket_issue(race.auth, &id, NOW, race.shared[i]), 0);
+    pthread_t th[RACE_THREADS];
+    for (int i = 0; i < RACE_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, race_thread, (void *)(intptr_t)i), 0);
+    int wins = 0;
+    for (int i = 0; i < RACE_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        wins += race.wins[i];
+        assert_int_equal(race.own_ok[i], RACE_SHARED);
+    }
+    assert_int_equal(wins, RACE_SHARED);
+    vg_auth_free(race.auth);
+}
+
 /* ---- minting -------------------------------------------------------------------------------- */
 
 static void test_mint_roundtrip(void **state)
@@ -970,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_tickets),
         cmocka_unit_test(test_tickets_purge_and_bound),
+        cmocka_unit_test(test_tickets_threads),
         cmocka_unit_test(test_mint_roundtrip),
         cmocka_unit_test(test_cmd_token),
     };

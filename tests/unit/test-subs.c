@@ -26,6 +26,7 @@
 #include <sanitizer/lsan_interface.h>
 /* Declared here because gcc does not ship sanitizer/allocator_interface.h. */
 size_t __sanitizer_get_current_allocated_bytes(void);
+#define HEAP_EXACT 1
 static size_t heap_in_use(void)
 {
     return __sanitizer_get_current_allocated_bytes();
@@ -399,7 +400,13 @@ static void test_churn(void **state)
         vg_subs_remove_all(s, &subs[i]); /* the window's rest */
     size_t after = heap_in_use();
     assert_false(bad);
+    /* Exact under ASan's allocator counter; glibc's figure also moves with its own bookkeeping,
+     * so allow a few KiB there.  A leak per operation would show as megabytes. */
+#ifdef HEAP_EXACT
     assert_int_equal(after, before);
+#else
+    assert_true(after <= before + 16 * 1024);
+#endif
 
     assert_int_equal(match(s, live, 2, "live.x").calls, 2);
     assert_int_equal(match(s, live, 2, "churn.4").calls, 0);
