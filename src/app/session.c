@@ -107,6 +107,10 @@ static void reject_malformed(vg_session_t *s, int err)
 static void dispatch(vg_session_t *s, vg_http_request_t *req)
 {
     vg_route_match_t m;
+    /* The target may carry ?token= or ?ticket=: the log layer redacts them. */
+    vg_verbose("conn %" PRIu64 " from %s: %.*s %.*s", s->conn->id, s->conn->peer,
+               (int)req->method_name.len, req->method_name.base, (int)req->target.len,
+               req->target.base);
     /* While draining for shutdown, answer what was asked and then close. */
     s->keep_alive = req->keep_alive && !s->conn->worker->stopping;
     int rc = vg_router_match(&s->app->router, req->path, req->method, &m);
