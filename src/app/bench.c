@@ -1254,7 +1254,7 @@ int vg_cmd_bench(int argc, char **argv)
         uint64_t expected = atomic_load(&b->published) * (uint64_t)ready;
         if (done) {
             /* The publisher's fields are visible: publisher_done was stored after them. */
-            if (deliveries >= expected || b->publisher_failed)
+            if (deliveries >= expected || b->publisher_failed || dropped >= ready)
                 break;
             uint64_t since =
                 now - (last_progress > b->last_publish_ns ? last_progress : b->last_publish_ns);
