@@ -63,13 +63,8 @@ int vg_session_http_auth(vg_session_t *s, vg_http_request_t *req, int allow_api_
     int n = vg_http_query_get(req, "token", token, sizeof(token));
     if (n > 0)
         return vg_auth_verify_token(auth, token, (size_t)n, vg_wall_seconds(), id, reason);
-    if (bearer.base != NULL) {
-        int rc = vg_auth_verify_token(auth, bearer.base, bearer.len, vg_wall_seconds(), id, reason);
-        /* Not a JWT at all where a key was acceptable: it was most likely a wrong key. */
-        if (rc != 0 && allow_api_key && strcmp(*reason, "malformed token") == 0)
-            *reason = "invalid API key or token";
-        return rc;
-    }
+    if (bearer.base != NULL)
+        return vg_auth_verify_token(auth, bearer.base, bearer.len, vg_wall_seconds(), id, reason);
     *reason = "missing token";
     return VG_EAUTH;
 }
