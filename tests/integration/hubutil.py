@@ -26,7 +26,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import OP_CLOSE, OP_PING, OP_TEXT, ConnectionEnded, RawWS, assert_json_error
+from conftest import OP_CLOSE, OP_TEXT, ConnectionEnded, RawWS, assert_json_error
 
 SECRET = "it-hub-secret-7c1e0f5a93b24d8e9a61c0ffee42beef"
 OTHER_SECRET = "it-hub-other-secret-000000000000000000000000"

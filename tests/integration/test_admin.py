@@ -8,7 +8,6 @@ Tests that count connections use a fresh server each."""
 
 import asyncio
 import functools
-import time
 
 import pytest
 

@@ -72,10 +72,18 @@ def assert_accepted(srv, token, sub):
 
 
 def assert_refused_everywhere(srv, token, reason):
-    """WebSocket: 101, then close 1008 `reason`; HTTP: 401 unauthorized with message `reason`."""
+    """WebSocket: 101, then close 1008 `reason`; HTTP: 401 unauthorized with message `reason`
+    on a token-only endpoint (POST /api/ws/ticket).  GET /api/ws/status also takes the API key
+    as a Bearer, so a value that is not a JWT at all may be reported as a wrong key there."""
     assert_ws_refused(srv, reason, path=ws_path(token))
     assert_ws_refused(srv, reason, headers={"Authorization": f"Bearer {token}"})
-    assert_unauthorized(status_http(srv, token), reason)
+    assert_unauthorized(api(srv, "POST", "/api/ws/ticket", token=token), reason)
+    doc = assert_unauthorized(status_http(srv, token))
+    msg = doc["error"]["message"]
+    if reason == "malformed token":
+        assert msg == reason or "API key" in msg, msg
+    else:
+        assert msg == reason, f"401 message {msg!r}, expected {reason!r}"
 
 
 # ---------------------------------------------------------------------------- accepted tokens
@@ -492,3 +500,70 @@ def test_bad_channels_claim_refused(hub, channels):
     tok = mint(uniq("badch"), extra={"channels": channels})
     code, reason, texts = ws_close_after_handshake(hub, path=ws_path(tok))
     assert code == 1008, (code, reason, texts)
+
+
+def test_ticket_expires_after_30_seconds(hub):
+    """An unused ticket is refused with "ticket expired" once its 30 s are over."""
+    ticket = get_ticket(hub, mint(uniq("tkold")))
+    time.sleep(31.5)
+    assert_ws_refused(hub, "ticket expired", path=ws_path(ticket=ticket))
+
+
+def test_ticket_connection_counts_towards_user_limit(hub):
+    sub = uniq("tklim")
+    tok = mint(sub)
+
+    async def go():
+        from hubutil import close_all
+        cs = [await connect(hub, tok) for _ in range(5)]
+        try:
+            ticket = await asyncio_to_thread(get_ticket, hub, tok)
+            await asyncio_to_thread(assert_ws_refused, hub, "too many connections",
+                                    path=ws_path(ticket=ticket), strict=False)
+        finally:
+            await close_all(cs)
+    run_async(go(), timeout=30)
+
+
+def test_refresh_replaces_permissions(hub):
+    """`refresh` replaces the connection's token: later subscriptions follow the new token's
+    `channels` claim."""
+    sub = uniq("perm")
+
+    async def go():
+        c = await connect(hub, mint(sub, channels=["a.>"]))
+        async with c:
+            await c.subscribe(["a.x"])
+            ans = await c.request({"type": "refresh", "token": mint(sub, channels=["b.>"])})
+            assert ans["type"] == "refreshed", ans
+            await c.subscribe(["b.x"])
+            ans = await c.subscribe(["a.y"], expect=None)
+            assert ans.get("type") == "error" and ans.get("code") == "forbidden", ans
+    run_async(go(), timeout=30)
+
+
+def test_ticket_redeemed_once_under_concurrency(vigil_factory):
+    """The same ticket presented by 10 connections at once on a 4-worker server: one gets in,
+    nine are closed 1008 "invalid ticket"."""
+    srv = vigil_factory(*hub_args(), workers=4)
+    sub = uniq("tkrace")
+    ticket = get_ticket(srv, mint(sub))
+
+    async def go():
+        import asyncio
+        from hubutil import close_all
+
+        async def one():
+            try:
+                return await connect(srv, ticket=ticket)
+            except AssertionError as e:
+                return e
+        results = await asyncio.gather(*(one() for _ in range(10)))
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        bad = [r for r in results if isinstance(r, BaseException)]
+        await close_all(ok)
+        assert len(ok) == 1, f"{len(ok)} connections got in with one ticket"
+        for e in bad:
+            assert (getattr(e, "code", None), getattr(e, "reason", None)) == \
+                (1008, "invalid ticket"), e
+    run_async(go(), timeout=30)

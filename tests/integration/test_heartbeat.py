@@ -230,3 +230,22 @@ def test_ticket_connection_expires_with_its_token(hub_exp):
     code, reason, at = run(go())
     assert (code, reason) == (4001, "token expired")
     assert exp - 0.05 <= at <= exp + 4
+
+
+def test_shutdown_closes_websockets_with_1001(vigil_factory):
+    """SIGTERM: every /ws connection (on every worker) is closed with 1001 going away."""
+    import signal
+    srv = vigil_factory(*hub_args(), workers=3)
+
+    async def go():
+        cs = [await connect(srv, mint(f"sd-{i}")) for i in range(6)]
+        try:
+            srv.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*(c.wait_closed(timeout=10) for c in cs))
+        finally:
+            for c in cs:
+                await c.close()
+        return [r[0] for r in results]
+    codes = run(go())
+    assert codes == [1001] * 6, codes
+    assert srv.wait(10) == 0

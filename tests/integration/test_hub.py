@@ -11,7 +11,7 @@ import json
 import pytest
 
 from conftest import run_async
-from hubutil import (API_KEY, OTHER_SECRET, SECRET, api, admin_token, assert_json_error,
+from hubutil import (API_KEY, api, assert_json_error,
                      assert_recent_ts, assert_unauthorized, close_all, connect, connect_many,
                      hub_args, is_int, mint, ok_json, publish, publish_batch, uniq)
 
@@ -795,3 +795,33 @@ def test_invalid_utf8_text_closes_1007(hub):
         ws.recv_message()  # connection_status
         ws.send_text(b'{"type":"ping","x":"\xff\xfe"}')
         assert ws.expect_fail(1007) is not None
+
+
+def test_pipelined_publishes_on_one_connection(hub):
+    """Ten publishes written at once on one keep-alive connection: ten answers, in order."""
+    from conftest import build_request
+    ch = uniq("pipe")
+    reqs = b"".join(build_request(
+        "POST", "/api/publish",
+        [("X-API-Key", API_KEY), ("Content-Type", "application/json")],
+        json.dumps({"channel": ch, "type": "t", "data": i}), host=hub.host) for i in range(10))
+    with hub.conn() as conn:
+        conn.send(reqs)
+        offs = []
+        for _ in range(10):
+            resp = conn.read_response()
+            offs += ok_json(resp)["offsets"]
+    assert offs == sorted(offs) and len(set(offs)) == 10, offs
+
+
+def test_large_message_delivered_intact(hub):
+    ch = uniq("large")
+    data = {"blob": "é✓" * 40000 + "x" * 300000, "n": list(range(1000))}  # ~800 KB as JSON
+
+    async def go():
+        async with await connect(hub, mint(uniq())) as c:
+            await c.subscribe([ch])
+            await apublish(hub, ch, "big", data)
+            (m,) = await c.published(1, timeout=10)
+            assert m["data"] == data
+    run(go())

@@ -11,9 +11,9 @@ import time
 import pytest
 import websockets
 
-from conftest import OP_CLOSE, ConnectionEnded, RawWS, run_async
-from hubutil import (API_KEY, api, assert_ws_refused, connect, hub_args, mint, ok_json,
-                     publish, publish_batch, uniq, ws_close_after_handshake, ws_path)
+from conftest import OP_CLOSE, OP_TEXT, ConnectionEnded, RawWS, run_async
+from hubutil import (connect, hub_args, mint, publish, publish_batch, uniq,
+                     ws_close_after_handshake, ws_path)
 
 
 def run(coro, timeout=60):
@@ -267,6 +267,7 @@ def test_slow_consumer_closed(vigil_factory):
     for _ in range(25):
         publish_batch(srv, [{"channel": ch, "type": "t", "data": blob} for _ in range(40)])
     close = None
+    frames = 0
     deadline = time.monotonic() + 20
     with raw:
         try:
@@ -275,12 +276,16 @@ def test_slow_consumer_closed(vigil_factory):
                 if f.opcode == OP_CLOSE:
                     close = (f.close_code, f.close_reason.decode())
                     break
+                # every frame before the close is whole (nothing cut mid-frame)
+                assert f.opcode == OP_TEXT and f.fin, f
+                json.loads(f.payload)
+                frames += 1
         except ConnectionEnded:
-            pass
+            pytest.fail(f"TCP closed without a close frame after {frames} messages")
         except TimeoutError:
             pytest.fail("the slow consumer was never disconnected")
-    if close is not None:
-        assert close == (1008, "slow consumer"), close
+    assert close == (1008, "slow consumer"), close
+    assert frames < 1000, "all 1000 messages arrived: the consumer was never cut off"
 
     async def go():
         async with await connect(srv, mint(uniq())) as c:
@@ -324,4 +329,32 @@ def test_message_too_big_on_ws(shared_vigil):
             assert code == 1009, code
         finally:
             await c.close()
+    run(go())
+
+
+def test_per_user_limit_under_concurrent_connects(vigil_factory):
+    """20 connections of one user opened at once on a 4-worker server: exactly 5 get in, the
+    others are closed 1008 "too many connections"."""
+    srv = vigil_factory(*hub_args(), workers=4)
+    sub = uniq("race")
+
+    async def one():
+        try:
+            return await connect(srv, mint(sub))
+        except AssertionError as e:
+            return e
+
+    async def go():
+        results = await asyncio.gather(*(one() for _ in range(20)))
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        try:
+            assert len(ok) == 5, f"{len(ok)} of 20 concurrent connections got in (limit 5)"
+            for r in refused:
+                assert getattr(r, "code", None) == 1008 and r.reason == "too many connections", r
+            for c in ok:
+                await c.ping()
+        finally:
+            for c in ok:
+                await c.close()
     run(go())
