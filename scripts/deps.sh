@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_pkgs=(cmake make gcc clang pkg-config libuv1-dev node-llhttp libssl-dev libjansson-dev
-            zlib1g-dev libjwt-dev)
+            zlib1g-dev libjwt-dev libsqlite3-dev)
 test_pkgs=(libcmocka-dev libclang-rt-14-dev llvm python3 python3-pytest python3-websockets python3-jwt python3-cryptography)
 
 want=("${build_pkgs[@]}")

@@ -148,7 +148,12 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     };
     if (vg_auth_new(&app->auth, &ac, err, errlen) != 0)
         return VG_ECONFIG;
-    app->hub = vg_hub_new(workers);
+    vg_hub_history_t history = {
+        .size = (size_t)cfg->history_size,
+        .ttl_seconds = cfg->history_ttl,
+        .max_bytes = cfg->history_memory,
+    };
+    app->hub = vg_hub_new(workers, &history);
     app->registry = vg_registry_new();
 
     vg_router_init(&app->router);

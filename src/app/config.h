@@ -42,6 +42,10 @@ typedef struct vg_config_s {
     double max_inbound_rate; /* messages per second per connection */
     double ping_interval;
     double ping_timeout;
+    /* history */
+    int history_size;
+    double history_ttl;
+    size_t history_memory;
     char *config_file;
 } vg_config_t;
 

@@ -1,6 +1,7 @@
 #include "app/hub.h"
 
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct item_s {
     char *channel;      /* MESSAGE */
     size_t channel_len;
     char *type;         /* MESSAGE */
+    uint64_t offset;    /* MESSAGE */
     uint64_t published_ns;
     char *user;         /* BROADCAST, DISCONNECT: NULL = everyone / by conn_id */
     uint64_t conn_id;   /* DISCONNECT */
@@ -34,11 +36,29 @@ typedef struct item_s {
     char *reason;       /* DISCONNECT */
 } item_t;
 
-typedef struct channel_s {
+typedef struct channel_s channel_t;
+
+/* One message kept in a channel's history.  Entries sit on two lists: their channel's (oldest
+ * first) and the hub's (all channels, in publish order), so that both the per-channel cap and
+ * the global memory budget evict the oldest first in O(1). */
+typedef struct hist_s {
+    vg_chunk_t *frame; /* the delivered frame, re-sent as is on recovery */
+    char *type;        /* for event-type filters */
+    uint64_t offset;
+    int64_t time_ms;
+    channel_t *channel;
+    struct hist_s *ch_prev, *ch_next;
+    struct hist_s *all_prev, *all_next;
+} hist_t;
+
+struct channel_s {
     char *name;
     uint64_t offset; /* of the last message published */
+    char epoch[17];  /* changes whenever offsets restart (a new process, a new channel) */
+    hist_t *oldest, *newest;
+    size_t count;
     struct channel_s *next;
-} channel_t;
+};
 
 typedef struct hub_worker_s {
     vg_worker_t *worker;
@@ -52,12 +72,18 @@ typedef struct hub_worker_s {
 } hub_worker_t;
 
 struct vg_hub_s {
-    pthread_mutex_t publish_lock; /* offsets + inbox order */
+    pthread_mutex_t publish_lock; /* offsets, history, inbox order */
     channel_t **channels;
+    vg_hub_history_t history; /* limits */
+    hist_t *oldest, *newest;  /* every history entry, in publish order */
+    size_t history_bytes;
+    uint64_t epoch_seed;
     atomic_uint_fast64_t published;
     int num_workers;
     hub_worker_t **workers; /* filled as workers start */
 };
+
+static void hist_drop(vg_hub_t *h, hist_t *e);
 
 static void item_unref(item_t *it)
 {
@@ -71,9 +97,12 @@ static void item_unref(item_t *it)
     vg_free(it);
 }
 
-vg_hub_t *vg_hub_new(int num_workers)
+vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history)
 {
     vg_hub_t *h = vg_calloc(1, sizeof(*h));
+    h->history = *history;
+    /* Epochs must differ across restarts: seed them from the clock and the pid. */
+    h->epoch_seed = (uint64_t)vg_wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
     pthread_mutex_init(&h->publish_lock, NULL);
     h->channels = vg_calloc(CHANNEL_BUCKETS, sizeof(*h->channels));
     h->num_workers = num_workers;
@@ -88,6 +117,8 @@ void vg_hub_free(vg_hub_t *h)
     for (size_t i = 0; i < CHANNEL_BUCKETS; i++) {
         for (channel_t *c = h->channels[i], *next; c != NULL; c = next) {
             next = c->next;
+            while (c->oldest != NULL)
+                hist_drop(h, c->oldest);
             vg_free(c->name);
             vg_free(c);
         }
@@ -96,6 +127,75 @@ void vg_hub_free(vg_hub_t *h)
     vg_free(h->workers);
     pthread_mutex_destroy(&h->publish_lock);
     vg_free(h);
+}
+
+/* ---- history (under publish_lock) ---- */
+
+static void hist_drop(vg_hub_t *h, hist_t *e)
+{
+    channel_t *c = e->channel;
+    if (e->ch_prev != NULL)
+        e->ch_prev->ch_next = e->ch_next;
+    else
+        c->oldest = e->ch_next;
+    if (e->ch_next != NULL)
+        e->ch_next->ch_prev = e->ch_prev;
+    else
+        c->newest = e->ch_prev;
+    if (e->all_prev != NULL)
+        e->all_prev->all_next = e->all_next;
+    else
+        h->oldest = e->all_next;
+    if (e->all_next != NULL)
+        e->all_next->all_prev = e->all_prev;
+    else
+        h->newest = e->all_prev;
+    c->count--;
+    h->history_bytes -= e->frame->len;
+    vg_chunk_unref(e->frame);
+    vg_free(e->type);
+    vg_free(e);
+}
+
+/* Drops what is past its time anywhere (the hub list is in time order) and what is over the
+ * memory budget, oldest first. */
+static void hist_expire(vg_hub_t *h, int64_t now_ms)
+{
+    int64_t horizon = now_ms - (int64_t)(h->history.ttl_seconds * 1000);
+    while (h->oldest != NULL &&
+           (h->oldest->time_ms < horizon || h->history_bytes > h->history.max_bytes))
+        hist_drop(h, h->oldest);
+}
+
+static void hist_append(vg_hub_t *h, channel_t *c, const item_t *it, int64_t now_ms)
+{
+    if (h->history.size == 0)
+        return;
+    hist_t *e = vg_calloc(1, sizeof(*e));
+    e->frame = vg_chunk_ref(it->frame);
+    e->type = vg_strdup(it->type);
+    uint64_t offset = it->offset;
+    vg_chunk_t *frame = it->frame;
+    e->offset = offset;
+    e->time_ms = now_ms;
+    e->channel = c;
+    e->ch_prev = c->newest;
+    if (c->newest != NULL)
+        c->newest->ch_next = e;
+    else
+        c->oldest = e;
+    c->newest = e;
+    e->all_prev = h->newest;
+    if (h->newest != NULL)
+        h->newest->all_next = e;
+    else
+        h->oldest = e;
+    h->newest = e;
+    c->count++;
+    h->history_bytes += frame->len;
+    if (c->count > h->history.size)
+        hist_drop(h, c->oldest);
+    hist_expire(h, now_ms);
 }
 
 /* ---- publishing (any thread) ---- */
@@ -111,6 +211,11 @@ static channel_t *channel_get(vg_hub_t *h, const char *name)
             return c;
     channel_t *c = vg_calloc(1, sizeof(*c));
     c->name = vg_strdup(name);
+    /* splitmix64 of a per-hub counter: unique per channel and per process. */
+    uint64_t z = (h->epoch_seed += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    snprintf(c->epoch, sizeof(c->epoch), "%016llx", (unsigned long long)(z ^ (z >> 31)));
     c->next = h->channels[b];
     h->channels[b] = c;
     return c;
@@ -179,9 +284,11 @@ void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *o
         offsets[i] = ++c->offset;
         item_t *it = item_new(ITEM_MESSAGE);
         it->frame = encode_message(&msgs[i], offsets[i], now_ms);
+        it->offset = offsets[i];
         it->channel_len = strlen(msgs[i].channel);
         it->channel = vg_strndup(msgs[i].channel, it->channel_len);
         it->type = vg_strdup(msgs[i].type);
+        hist_append(h, c, it, now_ms);
         dispatch(h, it);
     }
     pthread_mutex_unlock(&h->publish_lock);
@@ -277,9 +384,8 @@ static void run_command(hub_worker_t *hw, const item_t *it)
     }
 }
 
-static void on_wakeup(uv_async_t *a)
+static void drain_inbox(hub_worker_t *hw)
 {
-    hub_worker_t *hw = a->data;
     pthread_mutex_lock(&hw->lock);
     item_t **items = hw->inbox;
     size_t n = hw->inbox_len;
@@ -294,6 +400,75 @@ static void on_wakeup(uv_async_t *a)
         item_unref(items[i]);
     }
     vg_free(items);
+}
+
+static void on_wakeup(uv_async_t *a)
+{
+    drain_inbox(a->data);
+}
+
+/* ---- recovery (worker thread) ---- */
+
+static void missed_push(vg_missed_t *m, const hist_t *e)
+{
+    m->frames = vg_realloc(m->frames, (m->count + 1) * sizeof(*m->frames));
+    m->types = vg_realloc(m->types, (m->count + 1) * sizeof(*m->types));
+    m->frames[m->count] = vg_chunk_ref(e->frame);
+    m->types[m->count++] = vg_strdup(e->type);
+}
+
+/* Recovery works when the client's epoch is the channel's and nothing after its offset has been
+ * dropped from history. */
+static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
+{
+    /* Subscribing makes the channel known, so its epoch exists before the first publish and a
+     * client can recover from "nothing seen yet" (offset 0). */
+    channel_t *c = channel_get(h, r->channel);
+    r->recovered = 0;
+    r->offset = c->offset;
+    snprintf(r->epoch, sizeof(r->epoch), "%s", c->epoch);
+    if (!r->has_since || r->since_epoch == NULL || strcmp(r->since_epoch, c->epoch) != 0 ||
+        r->since_offset > c->offset)
+        return;
+    uint64_t first = c->oldest ? c->oldest->offset : c->offset + 1;
+    if (r->since_offset + 1 < first)
+        return; /* a gap: some of what was missed is gone */
+    for (hist_t *e = c->oldest; e != NULL; e = e->ch_next)
+        if (e->offset > r->since_offset)
+            missed_push(missed, e);
+    r->recovered = 1;
+}
+
+void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,
+                                 vg_recovery_t *rec, size_t n, vg_missed_t *missed)
+{
+    hub_worker_t *hw = w->data;
+    vg_hub_t *h = ((vg_app_t *)vg_worker_app(w))->hub;
+    missed->frames = NULL;
+    missed->types = NULL;
+    missed->count = 0;
+    pthread_mutex_lock(&h->publish_lock);
+    /* Everything published so far that this worker has not delivered yet is delivered now, to
+     * the subscriptions that existed before; for the new ones it is in history instead. */
+    drain_inbox(hw);
+    hist_expire(h, vg_wall_ms());
+    for (size_t i = 0; i < n; i++)
+        recover_one(h, &rec[i], missed);
+    subscribe(arg);
+    pthread_mutex_unlock(&h->publish_lock);
+}
+
+void vg_hub_missed_dispose(vg_missed_t *missed)
+{
+    for (size_t i = 0; i < missed->count; i++) {
+        vg_chunk_unref(missed->frames[i]);
+        vg_free(missed->types[i]);
+    }
+    vg_free(missed->frames);
+    vg_free(missed->types);
+    missed->frames = NULL;
+    missed->types = NULL;
+    missed->count = 0;
 }
 
 void vg_hub_worker_start(vg_hub_t *h, vg_worker_t *w)

@@ -47,7 +47,14 @@ typedef struct vg_publish_s {
     json_t *data; /* borrowed */
 } vg_publish_t;
 
-vg_hub_t *vg_hub_new(int num_workers);
+/* History limits (--history-size, --history-ttl, --history-memory). */
+typedef struct vg_hub_history_s {
+    size_t size;        /* messages kept per channel; 0 disables history */
+    double ttl_seconds; /* older ones are dropped */
+    size_t max_bytes;   /* all channels together; the oldest go first */
+} vg_hub_history_t;
+
+vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history);
 void vg_hub_free(vg_hub_t *h);
 
 /* Worker lifecycle (vg_server_callbacks_t.on_worker_start/stop): creates/destroys the worker's
@@ -61,6 +68,32 @@ void vg_hub_worker_stop(vg_hub_t *h, vg_worker_t *w);
 void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *offsets);
 /* Total messages published since start. */
 uint64_t vg_hub_published(vg_hub_t *h);
+
+/* A channel position for recovery: the client's (in) and the channel's current one (out). */
+typedef struct vg_recovery_s {
+    const char *channel; /* an exact channel name */
+    int has_since;       /* in: the client asked to recover from since_offset/since_epoch */
+    uint64_t since_offset;
+    const char *since_epoch;
+    int recovered;       /* out: every message after since is in `missed` */
+    uint64_t offset;     /* out: the channel's last offset (0: nothing published yet) */
+    char epoch[17];      /* out */
+} vg_recovery_t;
+
+/* Frames to send before any live message, in order. */
+typedef struct vg_missed_s {
+    vg_chunk_t **frames; /* one reference each: vg_hub_missed_dispose drops them */
+    char **types;        /* each frame's message type, for event-type filters */
+    size_t count;
+} vg_missed_t;
+
+/* Worker thread.  Calls subscribe(arg) (which adds the session's subscriptions to the worker's
+ * index) atomically with reading the channels' positions and history, so that every message
+ * after the positions arrives live and every missed one is in *missed: no gap, no duplicate,
+ * even when publishes race the subscribe.  Fills the out fields of rec[0..n). */
+void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,
+                                 vg_recovery_t *rec, size_t n, vg_missed_t *missed);
+void vg_hub_missed_dispose(vg_missed_t *missed);
 
 /* Sends a frame to every WebSocket (user NULL) or to the user's.  Thread-safe. */
 void vg_hub_broadcast(vg_hub_t *h, const char *user, vg_chunk_t *frame);

@@ -150,11 +150,131 @@ static void answer_subscription(vg_session_t *s, const char *type, json_t *chann
     send_json(s, msg);
 }
 
+typedef struct sub_op_s {
+    vg_session_t *s;
+    json_t *channels;
+    json_t *types;
+    int subscribe;
+} sub_op_t;
+
+/* Adds or removes the subscriptions (called by the hub at the right moment for recovery). */
+static void apply_subscription(void *arg)
+{
+    sub_op_t *op = arg;
+    vg_subs_t *index = vg_hub_subs(op->s->conn->worker);
+    size_t i;
+    json_t *v;
+    json_array_foreach(op->channels, i, v)
+    {
+        if (op->subscribe)
+            vg_subs_add(index, &op->s->subscriber, json_string_value(v), json_string_length(v));
+        else
+            vg_subs_remove(index, &op->s->subscriber, json_string_value(v),
+                           json_string_length(v));
+    }
+    if (op->types != NULL)
+        (op->subscribe ? add_event_types : remove_event_types)(op->s, op->types);
+}
+
+/* {"offset":N,"epoch":"E"} -> r; returns -1 when malformed. */
+static int parse_since(json_t *since, vg_recovery_t *r)
+{
+    json_t *off = json_object_get(since, "offset"), *epoch = json_object_get(since, "epoch");
+    if (!json_is_object(since) || !json_is_integer(off) || json_integer_value(off) < 0 ||
+        (epoch != NULL && !json_is_string(epoch)))
+        return -1;
+    r->has_since = 1;
+    r->since_offset = (uint64_t)json_integer_value(off);
+    r->since_epoch = json_string_value(epoch);
+    return 0;
+}
+
+static int covered_by_request(json_t *channels, const char *name, size_t len)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(channels, i, v)
+    {
+        if (vg_channel_match(json_string_value(v), json_string_length(v), name, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* The positions to report and recover: every exact channel of the request, with the single
+ * form of "since" ({"offset","epoch"}) applied to each; with the map form
+ * ({"<channel>": {"offset","epoch"}, ...}) each listed channel that the request covers.  Returns
+ * the count, or -1 (error sent). */
+static int collect_recoveries(vg_session_t *s, json_t *channels, json_t *since, json_t *id,
+                              vg_recovery_t *rec, size_t cap)
+{
+    size_t n = 0, i;
+    json_t *v;
+    int single = since != NULL && json_object_get(since, "offset") != NULL;
+    json_array_foreach(channels, i, v)
+    {
+        const char *name = json_string_value(v);
+        if (vg_channel_is_pattern(name, json_string_length(v)) || n == cap)
+            continue;
+        memset(&rec[n], 0, sizeof(rec[n]));
+        rec[n].channel = name;
+        if (single && parse_since(since, &rec[n]) != 0)
+            goto bad;
+        n++;
+    }
+    if (since == NULL || single)
+        return (int)n;
+    if (!json_is_object(since))
+        goto bad;
+    const char *key;
+    json_object_foreach(since, key, v)
+    {
+        size_t len = strlen(key);
+        if (vg_channel_check_name(key, len) != NULL || !covered_by_request(channels, key, len))
+            goto bad;
+        size_t k = 0;
+        while (k < n && strcmp(rec[k].channel, key) != 0)
+            k++;
+        if (k == n) {
+            if (n == cap)
+                goto bad;
+            memset(&rec[n], 0, sizeof(rec[n]));
+            rec[n++].channel = key;
+        }
+        if (parse_since(v, &rec[k]) != 0)
+            goto bad;
+    }
+    return (int)n;
+bad:
+    send_error(s, "bad_request",
+               "\"since\" must be {\"offset\":N,\"epoch\":\"E\"} or a map from channels of "
+               "this request to such objects",
+               id);
+    return -1;
+}
+
+static json_t *positions_json(const vg_recovery_t *rec, size_t n, int *all_recovered)
+{
+    json_t *pos = json_object();
+    *all_recovered = 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_pack("{s:I, s:s}", "offset", (json_int_t)rec[i].offset, "epoch",
+                              rec[i].epoch);
+        if (rec[i].has_since) {
+            json_object_set_new(p, "recovered", json_boolean(rec[i].recovered));
+            *all_recovered &= rec[i].recovered;
+        }
+        json_object_set_new(pos, rec[i].channel, p);
+    }
+    return pos;
+}
+
 static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subscribe)
 {
     const char *bad = NULL;
     json_t *channels = string_array(req, "channels", &bad);
     json_t *types = string_array(req, "event_types", &bad);
+    json_t *since = json_object_get(req, "since");
     if (bad != NULL) {
         char message[128];
         snprintf(message, sizeof(message), "\"%s\" must be an array of at most %d strings", bad,
@@ -168,20 +288,39 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
     }
     if (subscribe && channels != NULL && check_channels(s, channels, id) != 0)
         return;
-    vg_subs_t *index = vg_hub_subs(s->conn->worker);
-    size_t i;
-    json_t *v;
-    json_array_foreach(channels, i, v)
-    {
-        if (subscribe)
-            vg_subs_add(index, &s->subscriber, json_string_value(v), json_string_length(v));
-        else
-            vg_subs_remove(index, &s->subscriber, json_string_value(v), json_string_length(v));
+    sub_op_t op = {s, channels, types, subscribe};
+    if (!subscribe || channels == NULL) {
+        apply_subscription(&op);
+        vg__wsuser_subscriptions_changed(s);
+        answer_subscription(s, subscribe ? "subscribed" : "unsubscribed", channels, types, id);
+        return;
     }
-    if (types != NULL)
-        (subscribe ? add_event_types : remove_event_types)(s, types);
+    vg_recovery_t rec[MAX_ITEMS_PER_REQUEST];
+    int n = collect_recoveries(s, channels, since, id, rec, MAX_ITEMS_PER_REQUEST);
+    if (n < 0)
+        return;
+    vg_missed_t missed;
+    vg_hub_subscribe_atomically(s->conn->worker, apply_subscription, &op, rec, (size_t)n,
+                                &missed);
     vg__wsuser_subscriptions_changed(s);
-    answer_subscription(s, subscribe ? "subscribed" : "unsubscribed", channels, types, id);
+    int all_recovered;
+    json_t *msg = json_pack("{s:s}", "type", "subscribed");
+    json_object_set_new(msg, "channels", json_incref(channels));
+    json_object_set_new(msg, "event_types", types ? json_incref(types) : json_array());
+    json_object_set_new(msg, "positions", positions_json(rec, (size_t)n, &all_recovered));
+    if (since != NULL)
+        json_object_set_new(msg, "recovered", json_boolean(all_recovered));
+    if (n == 1) {
+        json_object_set_new(msg, "offset", json_integer((json_int_t)rec[0].offset));
+        json_object_set_new(msg, "epoch", json_string(rec[0].epoch));
+    }
+    if (id != NULL)
+        json_object_set(msg, "id", id);
+    send_json(s, msg);
+    /* What was missed goes before anything live: live messages arrive on later wake-ups. */
+    for (size_t i = 0; i < missed.count; i++)
+        vg_session_deliver(s, NULL, 0, missed.types[i], missed.frames[i]);
+    vg_hub_missed_dispose(&missed);
 }
 
 static void handle_refresh(vg_session_t *s, json_t *req, json_t *id)

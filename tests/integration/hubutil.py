@@ -331,6 +331,11 @@ def is_published(msg):
     return isinstance(msg, dict) and "channel" in msg and "offset" in msg
 
 
+def same_json(a, b):
+    """JSON equality that tells true from 1 and 1 from 1.0."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 class WSClosed(AssertionError):
     def __init__(self, code, reason):
         super().__init__(f"connection closed by vigil: code {code} reason {reason!r}")
@@ -375,7 +380,8 @@ class HubClient:
 
     async def answer(self, rid, timeout=5):
         for i, m in enumerate(self.inbox):
-            if isinstance(m, dict) and not is_published(m) and m.get("id") == rid:
+            if isinstance(m, dict) and not is_published(m) and "id" in m \
+                    and same_json(m["id"], rid):
                 return self.inbox.pop(i)
         deadline = time.monotonic() + timeout
         while True:
@@ -387,7 +393,8 @@ class HubClient:
                 m = await self._recv(left)
             except asyncio.TimeoutError:
                 continue
-            if isinstance(m, dict) and not is_published(m) and "id" in m and m["id"] == rid:
+            if isinstance(m, dict) and not is_published(m) and "id" in m \
+                    and same_json(m["id"], rid):
                 return m
             self.inbox.append(m)
 

@@ -567,3 +567,36 @@ def test_ticket_redeemed_once_under_concurrency(vigil_factory):
             assert (getattr(e, "code", None), getattr(e, "reason", None)) == \
                 (1008, "invalid ticket"), e
     run_async(go(), timeout=30)
+
+
+def test_token_without_exp_accepted(hub):
+    """exp is optional (`vigil token --ttl 0` makes such tokens)."""
+    sub = uniq("noexp")
+    assert_accepted(hub, mint(sub, ttl=None), sub)
+
+
+def test_secret_and_public_key_together(shared_vigil, rsa):
+    """With both a secret and an RSA key, HS256 (secret) and RS256 (key) tokens work, and an
+    HS256 token made with the public key PEM as secret still fails."""
+    srv = shared_vigil(*hub_args("--jwt-public-key", rsa[2]))
+    sub = uniq("both")
+    assert_accepted(srv, mint(sub), sub)
+    assert_accepted(srv, mint(sub, key=rsa[0], alg="RS256"), sub)
+    tok = hmac_token({"alg": "HS256", "typ": "JWT"}, make_claims("mallory", admin=True), rsa[1])
+    assert_refused_everywhere(srv, tok, "invalid signature")
+
+
+@pytest.mark.parametrize("content", [b"not a key\n", b""])
+def test_bad_public_key_file_refused_at_start(tmp_path, content):
+    path = tmp_path / "key.pem"
+    path.write_bytes(content)
+    r = run_cli(["serve", "--listen", "127.0.0.1:0", "--jwt-public-key", str(path)])
+    assert r.returncode != 0, r
+    assert "jwt-public-key" in r.stderr, r.stderr
+
+
+def test_missing_public_key_file_refused_at_start(tmp_path):
+    r = run_cli(["serve", "--listen", "127.0.0.1:0", "--jwt-public-key",
+                 str(tmp_path / "nope.pem")])
+    assert r.returncode != 0, r
+    assert "jwt-public-key" in r.stderr, r.stderr

@@ -130,7 +130,7 @@ def test_default_heartbeat_does_not_close_quickly(shared_vigil):
 
 
 def test_expired_token_closes_with_4001(hub_exp):
-    exp = int(time.time()) + 2
+    exp = int(time.time()) + 3
 
     async def go():
         c = await connect(hub_exp, mint(uniq(), exp=exp))
@@ -141,13 +141,13 @@ def test_expired_token_closes_with_4001(hub_exp):
             await c.close()
     code, reason, at = run(go())
     assert (code, reason) == (4001, "token expired")
-    assert at >= exp - 0.05, f"closed {exp - at:.2f} s before exp"
+    assert at >= exp - 0.25, f"closed {exp - at:.2f} s before exp"
     assert at <= exp + 4, f"closed {at - exp:.2f} s after exp"
 
 
 def test_expiry_honours_leeway(shared_vigil):
     srv = shared_vigil(*hub_args("--jwt-leeway", "2"))
-    exp = int(time.time()) + 1
+    exp = int(time.time()) + 2
 
     async def go():
         c = await connect(srv, mint(uniq(), exp=exp))
@@ -158,13 +158,13 @@ def test_expiry_honours_leeway(shared_vigil):
             await c.close()
     code, reason, at = run(go())
     assert (code, reason) == (4001, "token expired")
-    assert at >= exp + 2 - 0.05, f"closed {exp + 2 - at:.2f} s before exp + leeway"
+    assert at >= exp + 2 - 0.25, f"closed {exp + 2 - at:.2f} s before exp + leeway"
     assert at <= exp + 2 + 4
 
 
 def test_refresh_keeps_connection(hub_exp):
     sub = uniq("refresh")
-    exp = int(time.time()) + 2
+    exp = int(time.time()) + 3
 
     async def go():
         async with await connect(hub_exp, mint(sub, exp=exp)) as c:
@@ -184,7 +184,7 @@ def test_refresh_keeps_connection(hub_exp):
 @pytest.mark.parametrize("case", ["other_sub", "bad_signature", "expired", "garbage"])
 def test_refused_refresh_keeps_old_expiry(hub_exp, case):
     sub = uniq("badref")
-    exp = int(time.time()) + 2
+    exp = int(time.time()) + 3
     token = {"other_sub": lambda: mint(uniq("someone-else")),
              "bad_signature": lambda: mint(sub, key=OTHER_SECRET),
              "expired": lambda: mint(sub, exp=int(time.time()) - 60),
@@ -216,7 +216,7 @@ def test_ticket_connection_expires_with_its_token(hub_exp):
     """A connection opened with a ticket carries the token's exp: closed 4001 after it."""
     from hubutil import api, ok_json
     sub = uniq("tkexp")
-    exp = int(time.time()) + 2
+    exp = int(time.time()) + 3
     ticket = ok_json(api(hub_exp, "POST", "/api/ws/ticket", token=mint(sub, exp=exp)))["ticket"]
 
     async def go():
@@ -229,7 +229,7 @@ def test_ticket_connection_expires_with_its_token(hub_exp):
             await c.close()
     code, reason, at = run(go())
     assert (code, reason) == (4001, "token expired")
-    assert exp - 0.05 <= at <= exp + 4
+    assert exp - 0.25 <= at <= exp + 4
 
 
 def test_shutdown_closes_websockets_with_1001(vigil_factory):
