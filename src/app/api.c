@@ -13,13 +13,14 @@
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
+#include "app/state.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 
-#define MAX_BATCH 1000
+#define MAX_BATCH    1000
 #define MAX_TYPE_LEN 100
 
 /* ---- helpers ---- */
@@ -75,8 +76,7 @@ static int require(vg_session_t *s, vg_http_request_t *req, int allow_api_key, i
 {
     const char *reason = "unauthorized";
     if (vg_session_http_auth(s, req, allow_api_key, id, is_api_key, &reason) != 0) {
-        vg_session_respond_error(s, 401, "unauthorized", reason,
-                                 "WWW-Authenticate: Bearer\r\n");
+        vg_session_respond_error(s, 401, "unauthorized", reason, "WWW-Authenticate: Bearer\r\n");
         return -1;
     }
     if (admin && !id->admin) {
@@ -105,8 +105,7 @@ static json_t *parse_body(vg_session_t *s, vg_http_request_t *req)
 /* ---- POST /api/publish ---- */
 
 /* Checks one message object; on error writes a message naming the field (prefix + name). */
-static int check_message(json_t *m, const char *prefix, vg_publish_t *out, char *err,
-                         size_t errlen)
+static int check_message(json_t *m, const char *prefix, vg_publish_t *out, char *err, size_t errlen)
 {
     if (!json_is_object(m)) {
         snprintf(err, errlen, "%s must be an object", prefix[0] ? prefix : "message");
@@ -117,7 +116,8 @@ static int check_message(json_t *m, const char *prefix, vg_publish_t *out, char 
         snprintf(err, errlen, "%schannel: required string", prefix);
         return -1;
     }
-    const char *why = vg_channel_check_name(json_string_value(channel), json_string_length(channel));
+    const char *why =
+        vg_channel_check_name(json_string_value(channel), json_string_length(channel));
     if (why != NULL) {
         snprintf(err, errlen, "%schannel: %s", prefix, why);
         return -1;
@@ -216,21 +216,20 @@ static void handle_status(vg_session_t *s, vg_http_request_t *req, const vg_rout
     if (require(s, req, 1, 0, &id, &is_key) != 0)
         return;
     vg_registry_t *reg = s->app->registry;
-    json_t *stats = json_pack("{s:I, s:I}", "total_connections",
-                              (json_int_t)vg_registry_total(reg), "total_users",
-                              (json_int_t)vg_registry_users(reg));
+    json_t *stats = json_pack("{s:I, s:I}", "total_connections", (json_int_t)vg_registry_total(reg),
+                              "total_users", (json_int_t)vg_registry_users(reg));
     if (id.admin)
         json_object_set_new(stats, "connections_by_user", vg_registry_connections_by_user(reg));
     json_int_t mine = is_key ? 0 : (json_int_t)vg_registry_user_count(reg, id.user);
     vg_identity_dispose(&id);
-    respond_json(s, 200, json_pack("{s:s, s:o, s:I}", "status", "operational", "statistics",
-                                   stats, "user_connections", mine));
+    respond_json(s, 200,
+                 json_pack("{s:s, s:o, s:I}", "status", "operational", "statistics", stats,
+                           "user_connections", mine));
 }
 
 /* ---- GET /ws/connections[/{user_id}] ---- */
 
-static void handle_connections(vg_session_t *s, vg_http_request_t *req,
-                               const vg_route_match_t *rm)
+static void handle_connections(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
 {
     vg_identity_t id;
     int is_key;
@@ -240,8 +239,9 @@ static void handle_connections(vg_session_t *s, vg_http_request_t *req,
     int64_t now = vg_wall_ms();
     if (rm->num_params == 0) {
         json_t *list = vg_registry_describe(s->app->registry, NULL, now);
-        respond_json(s, 200, json_pack("{s:I, s:o}", "total_connections",
-                                       (json_int_t)json_array_size(list), "connections", list));
+        respond_json(s, 200,
+                     json_pack("{s:I, s:o}", "total_connections", (json_int_t)json_array_size(list),
+                               "connections", list));
         return;
     }
     char user[VG_AUTH_MAX_USER], raw[3 * VG_AUTH_MAX_USER];
@@ -263,8 +263,9 @@ static void handle_connections(vg_session_t *s, vg_http_request_t *req,
         return;
     }
     json_t *list = vg_registry_describe(s->app->registry, user, now);
-    respond_json(s, 200, json_pack("{s:s, s:I, s:o}", "user_id", user, "connection_count",
-                                   (json_int_t)json_array_size(list), "connections", list));
+    respond_json(s, 200,
+                 json_pack("{s:s, s:I, s:o}", "user_id", user, "connection_count",
+                           (json_int_t)json_array_size(list), "connections", list));
 }
 
 /* ---- POST /api/broadcast, /api/disconnect ---- */
@@ -318,8 +319,7 @@ static void count_conn(vg_reg_entry_t *e, void *arg)
         want[1]++;
 }
 
-static void handle_disconnect(vg_session_t *s, vg_http_request_t *req,
-                              const vg_route_match_t *rm)
+static void handle_disconnect(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
 {
     (void)rm;
     vg_identity_t id;
@@ -339,8 +339,8 @@ static void handle_disconnect(vg_session_t *s, vg_http_request_t *req,
     if (bad || (user == NULL) == (conn == NULL))
         err = "give exactly one of \"user\" (string) or \"connection_id\" (string)";
     else if (code_j != NULL && (!json_is_integer(code_j) ||
-                                !(code == 1000 || code == 1001 || code == 1008 ||
-                                  code == 1011 || code == 1013 || (code >= 4000 && code <= 4999))))
+                                !(code == 1000 || code == 1001 || code == 1008 || code == 1011 ||
+                                  code == 1013 || (code >= 4000 && code <= 4999))))
         err = "code: must be 1000, 1001, 1008, 1011, 1013 or 4000-4999";
     if (err != NULL) {
         json_decref(body);
@@ -359,6 +359,127 @@ static void handle_disconnect(vg_session_t *s, vg_http_request_t *req,
                       reason ? reason : "disconnected by an administrator");
     json_decref(body);
     respond_json(s, 200, json_pack("{s:I}", "disconnected", (json_int_t)n));
+}
+
+/* ---- /api/state/{name} ---- */
+
+/* Decodes and validates the name ("state.<name>" must be a channel name). */
+static int state_name(vg_session_t *s, const vg_route_match_t *rm, char *name, size_t cap)
+{
+    char raw[512], decoded[512];
+    vg_iov_t p = rm->params[0];
+    int n = -1;
+    if (p.len + 1 < sizeof(raw)) {
+        raw[0] = '/';
+        memcpy(raw + 1, p.base, p.len);
+        n = vg_http_path_decode((vg_iov_t){raw, p.len + 1}, decoded, sizeof(decoded));
+    }
+    char channel[600];
+    if (n > 1 && (size_t)n - 1 < cap) {
+        memcpy(name, decoded + 1, (size_t)n);
+        snprintf(channel, sizeof(channel), "state.%s", name);
+        const char *why = vg_channel_check_name(channel, strlen(channel));
+        if (why == NULL)
+            return 0;
+        char message[300];
+        snprintf(message, sizeof(message), "invalid state name: %s", why);
+        vg_session_respond_error(s, 400, "invalid_name", message, NULL);
+        return -1;
+    }
+    vg_session_respond_error(s, 400, "invalid_name", "invalid state name", NULL);
+    return -1;
+}
+
+static void respond_state(vg_session_t *s, int status, json_t *doc, uint64_t version)
+{
+    char hdr[96];
+    snprintf(hdr, sizeof(hdr), "ETag: \"%llu\"\r\nCache-Control: no-cache\r\n",
+             (unsigned long long)version);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    vg_session_respond(s, status, "application/json", hdr, text, strlen(text));
+    free(text);
+}
+
+static void state_read(vg_session_t *s, vg_http_request_t *req, const char *name,
+                       const vg_identity_t *id)
+{
+    char channel[600];
+    snprintf(channel, sizeof(channel), "state.%s", name);
+    if (!id->admin) {
+        vg_patterns_t allowed = s->app->default_channels;
+        if (id->has_channels) {
+            allowed.items = id->channels;
+            allowed.count = id->num_channels;
+        }
+        if (!vg_patterns_covers(&allowed, channel, strlen(channel))) {
+            vg_session_respond_error(s, 403, "forbidden", "not allowed to read this state", NULL);
+            return;
+        }
+    }
+    uint64_t version = 0;
+    json_t *doc = vg_state_get(s->app->state, name, &version);
+    if (doc == NULL) {
+        vg_session_respond_error(s, 404, "not_found", "no such state document", NULL);
+        return;
+    }
+    char etag[48];
+    snprintf(etag, sizeof(etag), "\"%llu\"", (unsigned long long)version);
+    vg_iov_t inm = vg_http_header_get(req, "If-None-Match");
+    if (inm.base != NULL && (vg_iov_eq(inm, etag) || vg_iov_eq(inm, "*"))) {
+        char hdr[96];
+        snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
+        vg_session_respond(s, 304, NULL, hdr, NULL, 0);
+    } else {
+        respond_state(s, 200, doc, version);
+    }
+    json_decref(doc);
+}
+
+static void handle_state(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
+{
+    char name[256];
+    int write = req->method != HTTP_GET && req->method != HTTP_HEAD;
+    vg_identity_t id;
+    int is_key;
+    if (require(s, req, 1, 0, &id, &is_key) != 0)
+        return;
+    if (state_name(s, rm, name, sizeof(name)) != 0)
+        goto Exit;
+    if (!write) {
+        state_read(s, req, name, &id);
+        goto Exit;
+    }
+    if (!is_key) {
+        vg_session_respond_error(s, 403, "forbidden", "changing state needs the API key", NULL);
+        goto Exit;
+    }
+    if (req->method == HTTP_DELETE) {
+        if (vg_state_delete(s->app->state, name) != 0)
+            vg_session_respond_error(s, 404, "not_found", "no such state document", NULL);
+        else
+            vg_session_respond(s, 204, NULL, NULL, NULL, 0);
+        goto Exit;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body.base, req->body.len, JSON_DECODE_ANY, &jerr);
+    if (body == NULL || (req->method == HTTP_PUT && !json_is_object(body))) {
+        vg_session_respond_error(s, 400, "bad_json", "the body must be a JSON object", NULL);
+        json_decref(body);
+        goto Exit;
+    }
+    uint64_t version;
+    int rc = req->method == HTTP_PUT ? vg_state_put(s->app->state, name, body, &version)
+                                     : vg_state_patch(s->app->state, name, body, &version);
+    json_decref(body);
+    if (rc != 0) {
+        vg_session_respond_error(s, 400, "bad_json", "the patch is too deeply nested", NULL);
+        goto Exit;
+    }
+    json_t *doc = vg_state_get(s->app->state, name, &version);
+    respond_state(s, 200, doc, version);
+    json_decref(doc);
+Exit:
+    vg_identity_dispose(&id);
 }
 
 /* ---- GET /metrics ---- */
@@ -451,8 +572,7 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
             vg_buf_printf(&b, "vigil_publish_to_write_seconds_bucket{le=\"%g\"} %llu\n",
                           vg_hub_latency_bounds_us[i] / 1e6, (unsigned long long)cumulative);
     }
-    vg_buf_printf(&b, "vigil_publish_to_write_seconds_sum %.6f\n",
-                  (double)st.latency_sum_us / 1e6);
+    vg_buf_printf(&b, "vigil_publish_to_write_seconds_sum %.6f\n", (double)st.latency_sum_us / 1e6);
     vg_buf_printf(&b, "vigil_publish_to_write_seconds_count %llu\n",
                   (unsigned long long)st.latency_count);
     vg_session_respond(s, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.base, b.len);
@@ -469,4 +589,6 @@ void vg_api_register(vg_app_t *app)
     vg_app_route(app, "/api/broadcast", VG_M_POST, handle_broadcast);
     vg_app_route(app, "/api/disconnect", VG_M_POST, handle_disconnect);
     vg_app_route(app, "/metrics", VG_M_GET, handle_metrics);
+    vg_app_route(app, "/api/state/{name}", VG_M_GET | VG_M_PUT | VG_M_PATCH | VG_M_DELETE,
+                 handle_state);
 }

@@ -8,6 +8,7 @@
 
 #include "app/channel.h"
 #include "app/hub.h"
+#include "app/state.h"
 #include "app/web_assets.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -125,6 +126,27 @@ static int check_patterns(const vg_patterns_t *p, const char *option, char *err,
     return 0;
 }
 
+static void on_state_tick(void *arg, int64_t now_ms)
+{
+    vg_state_tick(arg, now_ms);
+}
+
+static int add_broadcasts(vg_app_t *app, char *err, size_t errlen)
+{
+    vg_patterns_t specs;
+    vg_patterns_parse(&specs, app->cfg->state_broadcast);
+    int rc = 0;
+    for (size_t i = 0; i < specs.count && rc == 0; i++) {
+        rc = vg_state_add_broadcast(app->state, specs.items[i]);
+        if (rc != 0)
+            snprintf(err, errlen,
+                     "invalid value '%s' for --state-broadcast: expected NAME:TYPE:SECONDS",
+                     specs.items[i]);
+    }
+    vg_patterns_dispose(&specs);
+    return rc == 0 ? 0 : VG_ECONFIG;
+}
+
 int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, size_t errlen)
 {
     memset(app, 0, sizeof(*app));
@@ -154,6 +176,12 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
         .max_bytes = cfg->history_memory,
     };
     app->hub = vg_hub_new(workers, &history);
+    app->state = vg_state_new(app->hub, cfg->state_interval);
+    if (add_broadcasts(app, err, errlen) != 0)
+        return VG_ECONFIG;
+    /* Deltas are due at most every --state-interval; look ten times as often. */
+    uint64_t tick = (uint64_t)(cfg->state_interval * 100);
+    vg_hub_set_ticker(app->hub, on_state_tick, app->state, tick > 0 ? tick : 1);
     app->registry = vg_registry_new();
 
     vg_router_init(&app->router);
@@ -191,6 +219,7 @@ void vg_app_count_refusal(vg_app_t *app, const char *reason)
 void vg_app_dispose(vg_app_t *app)
 {
     vg_router_dispose(&app->router);
+    vg_state_free(app->state);
     vg_hub_free(app->hub);
     vg_registry_free(app->registry);
     vg_auth_free(app->auth);

@@ -36,6 +36,7 @@ typedef void (*vg_http_handler_cb)(vg_session_t *s, vg_http_request_t *req,
                                    const vg_route_match_t *m);
 
 typedef struct vg_hub_s vg_hub_t;
+typedef struct vg_state_s vg_state_t;
 
 /* A list of channel patterns (e.g. --default-channels). */
 typedef struct vg_patterns_s {
@@ -50,6 +51,7 @@ typedef struct vg_app_s {
     vg_server_t *server;
     vg_auth_t *auth;
     vg_hub_t *hub;
+    vg_state_t *state;
     vg_registry_t *registry;
     vg_patterns_t default_channels;
     vg_patterns_t allowed_origins; /* empty: any origin */

@@ -76,6 +76,10 @@ static const option_t options[] = {
      "seconds a message stays in history"},
     {"history-memory", T_SIZE, OFF(history_memory), 0, 1024 * GiB, "64MiB",
      "memory for the history of all channels; the oldest messages go first"},
+    {"state-interval", T_SECONDS, OFF(state_interval), 0.01, 3600, "0.5",
+     "at most one state delta per document per this many seconds"},
+    {"state-broadcast", T_STRING, OFF(state_broadcast), 0, 0, NULL,
+     "NAME:TYPE:SECONDS,...: publish state document NAME on channel NAME as TYPE periodically"},
     {"ping-timeout", T_SECONDS, OFF(ping_timeout), 0.01, 86400, "60",
      "seconds of silence (not even a pong) before a connection is closed"},
     {"config", T_STRING, OFF(config_file), 0, 0, NULL, "JSON config file"},
@@ -433,7 +437,8 @@ void vg_config_dispose(vg_config_t *cfg)
     free_list(cfg);
     char **strings[] = {&cfg->data_dir,     &cfg->config_file,  &cfg->jwt_secret,
                         &cfg->jwt_public_key, &cfg->jwt_issuer, &cfg->jwt_audience,
-                        &cfg->api_key,      &cfg->default_channels, &cfg->allowed_origins};
+                        &cfg->api_key,      &cfg->default_channels, &cfg->allowed_origins,
+                        &cfg->state_broadcast};
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         vg_free(*strings[i]);
     memset(cfg, 0, sizeof(*cfg));

@@ -46,6 +46,9 @@ typedef struct vg_config_s {
     int history_size;
     double history_ttl;
     size_t history_memory;
+    /* state documents */
+    double state_interval;
+    char *state_broadcast; /* comma-separated NAME:TYPE:SECONDS */
     char *config_file;
 } vg_config_t;
 

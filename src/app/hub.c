@@ -69,6 +69,9 @@ typedef struct hub_worker_s {
     item_t **inbox;
     size_t inbox_len, inbox_cap;
     vg_session_t *type_listeners;
+    uv_timer_t ticker; /* worker 0 only */
+    int has_ticker;
+    int closing_handles; /* freed when the last of its handles is closed */
 } hub_worker_t;
 
 struct vg_hub_s {
@@ -78,6 +81,9 @@ struct vg_hub_s {
     hist_t *oldest, *newest;  /* every history entry, in publish order */
     size_t history_bytes;
     uint64_t epoch_seed;
+    void (*tick_fn)(void *arg, int64_t now_ms);
+    void *tick_arg;
+    uint64_t tick_period_ms;
     atomic_uint_fast64_t published;
     int num_workers;
     hub_worker_t **workers; /* filled as workers start */
@@ -295,6 +301,30 @@ void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *o
     atomic_fetch_add_explicit(&h->published, n, memory_order_relaxed);
 }
 
+void vg_hub_publish_raw(vg_hub_t *h, const char *channel, const char *type, const char *json,
+                        size_t len)
+{
+    pthread_mutex_lock(&h->publish_lock);
+    channel_t *c = channel_get(h, channel);
+    item_t *it = item_new(ITEM_MESSAGE);
+    it->frame = vg_ws_frame_new(VG_WS_OP_TEXT, json, len);
+    it->offset = ++c->offset;
+    it->channel_len = strlen(channel);
+    it->channel = vg_strndup(channel, it->channel_len);
+    it->type = vg_strdup(type);
+    dispatch(h, it);
+    pthread_mutex_unlock(&h->publish_lock);
+    atomic_fetch_add_explicit(&h->published, 1, memory_order_relaxed);
+}
+
+void vg_hub_set_ticker(vg_hub_t *h, void (*fn)(void *arg, int64_t now_ms), void *arg,
+                       uint64_t period_ms)
+{
+    h->tick_fn = fn;
+    h->tick_arg = arg;
+    h->tick_period_ms = period_ms;
+}
+
 uint64_t vg_hub_published(vg_hub_t *h)
 {
     return atomic_load_explicit(&h->published, memory_order_relaxed);
@@ -471,6 +501,12 @@ void vg_hub_missed_dispose(vg_missed_t *missed)
     missed->count = 0;
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    vg_hub_t *h = t->data;
+    h->tick_fn(h->tick_arg, vg_wall_ms());
+}
+
 void vg_hub_worker_start(vg_hub_t *h, vg_worker_t *w)
 {
     hub_worker_t *hw = vg_calloc(1, sizeof(*hw));
@@ -482,14 +518,23 @@ void vg_hub_worker_start(vg_hub_t *h, vg_worker_t *w)
     /* The wake-up handle alone must not keep a stopping worker's loop alive. */
     uv_unref((uv_handle_t *)&hw->wakeup);
     w->data = hw;
+    if (w->id == 0 && h->tick_fn != NULL) {
+        uv_timer_init(&w->loop, &hw->ticker);
+        hw->ticker.data = h;
+        uv_timer_start(&hw->ticker, on_tick, h->tick_period_ms, h->tick_period_ms);
+        uv_unref((uv_handle_t *)&hw->ticker);
+        hw->has_ticker = 1;
+    }
     pthread_mutex_lock(&h->publish_lock);
     h->workers[w->id] = hw;
     pthread_mutex_unlock(&h->publish_lock);
 }
 
-static void on_wakeup_closed(uv_handle_t *handle)
+static void on_handle_closed(uv_handle_t *handle)
 {
     hub_worker_t *hw = handle->data;
+    if (--hw->closing_handles > 0)
+        return;
     for (size_t i = 0; i < hw->inbox_len; i++)
         item_unref(hw->inbox[i]);
     vg_free(hw->inbox);
@@ -505,7 +550,12 @@ void vg_hub_worker_stop(vg_hub_t *h, vg_worker_t *w)
     h->workers[w->id] = NULL;
     pthread_mutex_unlock(&h->publish_lock);
     w->data = NULL;
-    uv_close((uv_handle_t *)&hw->wakeup, on_wakeup_closed);
+    hw->closing_handles = 1 + hw->has_ticker;
+    if (hw->has_ticker) {
+        hw->ticker.data = hw;
+        uv_close((uv_handle_t *)&hw->ticker, on_handle_closed);
+    }
+    uv_close((uv_handle_t *)&hw->wakeup, on_handle_closed);
 }
 
 vg_subs_t *vg_hub_subs(vg_worker_t *w)

@@ -55,6 +55,9 @@ typedef struct vg_hub_history_s {
 } vg_hub_history_t;
 
 vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history);
+/* Worker 0 calls fn(arg, now_ms) every period_ms (the state documents' flush). */
+void vg_hub_set_ticker(vg_hub_t *h, void (*fn)(void *arg, int64_t now_ms), void *arg,
+                       uint64_t period_ms);
 void vg_hub_free(vg_hub_t *h);
 
 /* Worker lifecycle (vg_server_callbacks_t.on_worker_start/stop): creates/destroys the worker's
@@ -66,6 +69,10 @@ void vg_hub_worker_stop(vg_hub_t *h, vg_worker_t *w);
  * consecutive per channel and every subscriber sees them in this order).  The caller validated
  * channel names and types.  Writes each message's offset into offsets[i].  Thread-safe. */
 void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *offsets);
+/* Publishes a message whose JSON text is complete as given (no envelope, no history), e.g. state
+ * deltas.  Ordered with every other publish. */
+void vg_hub_publish_raw(vg_hub_t *h, const char *channel, const char *type, const char *json,
+                        size_t len);
 /* Total messages published since start. */
 uint64_t vg_hub_published(vg_hub_t *h);
 

@@ -12,6 +12,7 @@
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
+#include "app/state.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -269,6 +270,26 @@ static json_t *positions_json(const vg_recovery_t *rec, size_t n, int *all_recov
     return pos;
 }
 
+/* A subscriber of "state.<name>" starts from the whole document; deltas follow.  Taken after
+ * the subscription exists, so any delta it may also receive is not newer than the snapshot or
+ * is applied on top of it (clients ignore deltas whose version is not newer). */
+static void send_state_snapshots(vg_session_t *s, json_t *channels)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(channels, i, v)
+    {
+        const char *name = json_string_value(v);
+        if (strncmp(name, "state.", 6) != 0 || vg_channel_is_pattern(name, json_string_length(v)))
+            continue;
+        vg_chunk_t *frame = vg_state_snapshot_frame(s->app->state, name + 6);
+        if (frame != NULL) {
+            vg_session_ws_send(s, frame);
+            vg_chunk_unref(frame);
+        }
+    }
+}
+
 static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subscribe)
 {
     const char *bad = NULL;
@@ -321,6 +342,7 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
     for (size_t i = 0; i < missed.count; i++)
         vg_session_deliver(s, NULL, 0, missed.types[i], missed.frames[i]);
     vg_hub_missed_dispose(&missed);
+    send_state_snapshots(s, channels);
 }
 
 static void handle_refresh(vg_session_t *s, json_t *req, json_t *id)

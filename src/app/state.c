@@ -1,0 +1,277 @@
+#include "app/state.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/hub.h"
+#include "app/mergepatch.h"
+#include "proto/ws.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+
+typedef struct doc_s {
+    char *name;
+    json_t *doc;     /* NULL once deleted (the version keeps counting) */
+    uint64_t version;
+    json_t *pending; /* net merge patch since the last push, or NULL */
+    int deleted_pending;
+    int64_t last_push_ms;
+    struct doc_s *next;
+} doc_t;
+
+typedef struct broadcast_s {
+    vg_state_broadcast_t spec;
+    int64_t next_ms;
+} broadcast_t;
+
+struct vg_state_s {
+    pthread_mutex_t lock;
+    vg_hub_t *hub;
+    int64_t interval_ms;
+    doc_t *docs; /* a list: dashboards have tens of documents, not thousands */
+    broadcast_t *broadcasts;
+    size_t num_broadcasts;
+};
+
+vg_state_t *vg_state_new(vg_hub_t *hub, double interval_seconds)
+{
+    vg_state_t *st = vg_calloc(1, sizeof(*st));
+    pthread_mutex_init(&st->lock, NULL);
+    st->hub = hub;
+    st->interval_ms = (int64_t)(interval_seconds * 1000);
+    return st;
+}
+
+void vg_state_free(vg_state_t *st)
+{
+    if (st == NULL)
+        return;
+    for (doc_t *d = st->docs, *next; d != NULL; d = next) {
+        next = d->next;
+        json_decref(d->doc);
+        json_decref(d->pending);
+        vg_free(d->name);
+        vg_free(d);
+    }
+    for (size_t i = 0; i < st->num_broadcasts; i++) {
+        vg_free(st->broadcasts[i].spec.name);
+        vg_free(st->broadcasts[i].spec.type);
+    }
+    vg_free(st->broadcasts);
+    pthread_mutex_destroy(&st->lock);
+    vg_free(st);
+}
+
+int vg_state_add_broadcast(vg_state_t *st, const char *spec)
+{
+    const char *a = strchr(spec, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+    if (a == NULL || b == NULL || a == spec || b == a + 1)
+        return VG_EINVAL;
+    char *end;
+    double seconds = strtod(b + 1, &end);
+    if (*end != '\0' || !(seconds >= 0.05))
+        return VG_EINVAL;
+    st->broadcasts = vg_realloc(st->broadcasts, (st->num_broadcasts + 1) * sizeof(broadcast_t));
+    broadcast_t *bc = &st->broadcasts[st->num_broadcasts++];
+    bc->spec.name = vg_strndup(spec, (size_t)(a - spec));
+    bc->spec.type = vg_strndup(a + 1, (size_t)(b - a - 1));
+    bc->spec.seconds = seconds;
+    bc->next_ms = 0;
+    return 0;
+}
+
+static doc_t *find(vg_state_t *st, const char *name, int create)
+{
+    for (doc_t *d = st->docs; d != NULL; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    if (!create)
+        return NULL;
+    doc_t *d = vg_calloc(1, sizeof(*d));
+    d->name = vg_strdup(name);
+    d->next = st->docs;
+    st->docs = d;
+    return d;
+}
+
+/* Publishes a state message (no envelope: it is the message) on "state.<name>". */
+static void publish_state(vg_state_t *st, const char *name, json_t *msg)
+{
+    char channel[256];
+    snprintf(channel, sizeof(channel), "state.%s", name);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    vg_hub_publish_raw(st->hub, channel, "state", text, strlen(text));
+    free(text);
+    json_decref(msg);
+}
+
+/* Under the lock: sends the pending change of d, if any. */
+static json_t *take_delta(doc_t *d, int64_t now_ms)
+{
+    json_t *msg = NULL;
+    if (d->deleted_pending) {
+        msg = json_pack("{s:s, s:s, s:I, s:b}", "type", "state", "name", d->name, "version",
+                        (json_int_t)d->version, "deleted", 1);
+    } else if (d->pending != NULL && !(json_is_object(d->pending) &&
+                                       json_object_size(d->pending) == 0)) {
+        msg = json_pack("{s:s, s:s, s:I, s:O}", "type", "state", "name", d->name, "version",
+                        (json_int_t)d->version, "patch", d->pending);
+    }
+    json_decref(d->pending);
+    d->pending = NULL;
+    d->deleted_pending = 0;
+    if (msg != NULL)
+        d->last_push_ms = now_ms;
+    return msg;
+}
+
+/* Records a change; returns a message to publish now when the interval allows. */
+static json_t *changed(vg_state_t *st, doc_t *d, json_t *patch)
+{
+    if (patch != NULL) {
+        json_t *combined = d->pending ? vg_merge_patch_combine(d->pending, patch)
+                                      : json_incref(patch);
+        json_decref(d->pending);
+        d->pending = combined;
+    }
+    int64_t now = vg_wall_ms();
+    if (now - d->last_push_ms >= st->interval_ms)
+        return take_delta(d, now);
+    return NULL; /* the tick sends it when the interval is over */
+}
+
+static int update(vg_state_t *st, const char *name, json_t *newdoc, json_t *patch,
+                  uint64_t *version)
+{
+    pthread_mutex_lock(&st->lock);
+    doc_t *d = find(st, name, 1);
+    json_t *old = d->doc ? d->doc : json_object();
+    json_t *doc = newdoc ? json_incref(newdoc) : vg_merge_patch_apply(old, patch);
+    if (doc == NULL) {
+        if (d->doc == NULL)
+            json_decref(old);
+        pthread_mutex_unlock(&st->lock);
+        return VG_EINVAL;
+    }
+    json_t *delta = patch ? json_incref(patch) : vg_merge_patch_diff(old, doc);
+    if (d->doc == NULL)
+        json_decref(old);
+    json_decref(d->doc);
+    d->doc = doc;
+    d->deleted_pending = 0;
+    *version = ++d->version;
+    json_t *msg = changed(st, d, delta);
+    json_decref(delta);
+    pthread_mutex_unlock(&st->lock);
+    /* Published outside the lock; a late delta is harmless because clients compare versions. */
+    if (msg != NULL)
+        publish_state(st, name, msg);
+    return 0;
+}
+
+int vg_state_put(vg_state_t *st, const char *name, json_t *doc, uint64_t *version)
+{
+    return update(st, name, doc, NULL, version);
+}
+
+int vg_state_patch(vg_state_t *st, const char *name, json_t *patch, uint64_t *version)
+{
+    return update(st, name, NULL, patch, version);
+}
+
+json_t *vg_state_get(vg_state_t *st, const char *name, uint64_t *version)
+{
+    pthread_mutex_lock(&st->lock);
+    doc_t *d = find(st, name, 0);
+    json_t *doc = d && d->doc ? json_deep_copy(d->doc) : NULL;
+    if (doc != NULL)
+        *version = d->version;
+    pthread_mutex_unlock(&st->lock);
+    return doc;
+}
+
+int vg_state_delete(vg_state_t *st, const char *name)
+{
+    pthread_mutex_lock(&st->lock);
+    doc_t *d = find(st, name, 0);
+    if (d == NULL || d->doc == NULL) {
+        pthread_mutex_unlock(&st->lock);
+        return VG_EINVAL;
+    }
+    json_decref(d->doc);
+    d->doc = NULL;
+    d->version++;
+    json_decref(d->pending);
+    d->pending = NULL;
+    d->deleted_pending = 1;
+    json_t *msg = changed(st, d, NULL);
+    pthread_mutex_unlock(&st->lock);
+    if (msg != NULL)
+        publish_state(st, name, msg);
+    return 0;
+}
+
+static void run_broadcasts(vg_state_t *st, int64_t now_ms)
+{
+    for (size_t i = 0; i < st->num_broadcasts; i++) {
+        broadcast_t *bc = &st->broadcasts[i];
+        if (now_ms < bc->next_ms)
+            continue;
+        bc->next_ms = now_ms + (int64_t)(bc->spec.seconds * 1000);
+        pthread_mutex_lock(&st->lock);
+        doc_t *d = find(st, bc->spec.name, 0);
+        json_t *doc = d && d->doc ? json_deep_copy(d->doc) : NULL;
+        pthread_mutex_unlock(&st->lock);
+        if (doc == NULL)
+            continue;
+        vg_publish_t m = {bc->spec.name, bc->spec.type, doc};
+        uint64_t offset;
+        vg_hub_publish(st->hub, &m, 1, &offset);
+        json_decref(doc);
+    }
+}
+
+void vg_state_tick(vg_state_t *st, int64_t now_ms)
+{
+    json_t *due[64];
+    char *names[64];
+    size_t n = 0;
+    pthread_mutex_lock(&st->lock);
+    for (doc_t *d = st->docs; d != NULL && n < 64; d = d->next) {
+        if ((d->pending == NULL && !d->deleted_pending) ||
+            now_ms - d->last_push_ms < st->interval_ms)
+            continue;
+        json_t *msg = take_delta(d, now_ms);
+        if (msg != NULL) {
+            due[n] = msg;
+            names[n++] = vg_strdup(d->name);
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        publish_state(st, names[i], due[i]);
+        vg_free(names[i]);
+    }
+    run_broadcasts(st, now_ms);
+}
+
+vg_chunk_t *vg_state_snapshot_frame(vg_state_t *st, const char *name)
+{
+    pthread_mutex_lock(&st->lock);
+    doc_t *d = find(st, name, 0);
+    json_t *msg = NULL;
+    if (d != NULL && d->doc != NULL)
+        msg = json_pack("{s:s, s:s, s:I, s:O}", "type", "state", "name", d->name, "version",
+                        (json_int_t)d->version, "snapshot", d->doc);
+    pthread_mutex_unlock(&st->lock);
+    if (msg == NULL)
+        return NULL;
+    char *text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    vg_chunk_t *frame = vg_ws_frame_new(VG_WS_OP_TEXT, text, strlen(text));
+    free(text);
+    return frame;
+}
