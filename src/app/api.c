@@ -589,6 +589,8 @@ void vg_api_register(vg_app_t *app)
     vg_app_route(app, "/api/broadcast", VG_M_POST, handle_broadcast);
     vg_app_route(app, "/api/disconnect", VG_M_POST, handle_disconnect);
     vg_app_route(app, "/metrics", VG_M_GET, handle_metrics);
+    vg_app_route(app, "/api/sse", VG_M_GET, vg_sse_handle);
+    vg_app_route(app, "/api/poll", VG_M_GET, vg_poll_handle);
     vg_app_route(app, "/api/state/{name}", VG_M_GET | VG_M_PUT | VG_M_PATCH | VG_M_DELETE,
                  handle_state);
 }

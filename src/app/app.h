@@ -70,6 +70,9 @@ struct vg_session_s {
     vg_app_t *app;
     vg_http_parser_t *http;             /* while the connection speaks HTTP */
     vg_ws_t *ws;                        /* once it is a WebSocket */
+    int sse;                            /* a Server-Sent Events stream (app/sse.c) */
+    struct vg_poll_s *poll;             /* a long-poll request being held (app/poll.c) */
+    vg_buf_t stash;                     /* bytes pipelined behind a held long-poll */
     const vg_ws_endpoint_t *endpoint;   /* the WebSocket's endpoint */
     void *endpoint_data;                /* the endpoint's per-connection state */
     const char *subprotocol;            /* the one negotiated, or NULL */
@@ -129,10 +132,10 @@ void vg_session_ws_close(vg_session_t *s, int code, const char *reason);
 /* Delivery from the hub (worker thread): queues the shared frame if the session's event-type
  * filters let the message through. */
 void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len,
-                        const char *type, vg_chunk_t *frame);
+                        const char *type, uint64_t offset, vg_chunk_t *frame);
 /* Delivery to an event-type listener: also checks that the user may read the channel. */
 void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
-                                const char *type, vg_chunk_t *frame);
+                                const char *type, uint64_t offset, vg_chunk_t *frame);
 int vg_session_is_ws_open(const vg_session_t *s);
 /* Fills *view (borrowed, valid while the identity is) with the patterns this session's user may
  * subscribe to: the token's channels claim, else --default-channels. */
@@ -158,6 +161,11 @@ void vg_api_register(vg_app_t *app);
  * when the socket must be closed with 1008 right after the handshake), or an HTTP status already
  * answered (403). */
 int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason);
+/* Authenticates a request that opens a stream (token, ticket, Bearer or anonymous): fills
+ * s->identity.  Returns 0 or VG_EAUTH with a reason. */
+int vg__wsuser_authenticate(vg_session_t *s, vg_http_request_t *req, const char **reason);
+/* Fills s->reg for vg_registry_add (endpoint from s->endpoint). */
+void vg__wsuser_registry_init(vg_session_t *s);
 /* After the 101: registers the connection, starts heartbeats, calls the endpoint's on_open. */
 void vg__wsuser_open(vg_session_t *s, const char *fail_reason);
 /* Bytes arrived: the peer is alive. */
@@ -175,6 +183,31 @@ int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const cha
 /* Recomputes membership of the worker's event-type listener list and the registry's view of the
  * subscriptions after a subscribe/unsubscribe. */
 void vg__wsuser_subscriptions_changed(vg_session_t *s);
+
+/* Server-Sent Events (app/sse.c): GET /api/sse. */
+void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m);
+/* Queues one delivered message on an SSE stream. */
+void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                 vg_chunk_t *frame);
+/* The stream's timer fired (heartbeat comment, token expiry). */
+void vg_sse_timer(vg_session_t *s);
+
+/* Reads ?channels=a,b into out[] (pointers into buf), checking names and permissions; answers
+ * 400/403 itself.  Returns the count or -1. */
+int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf, size_t cap,
+                              char **out, size_t max);
+
+/* Long-poll (app/poll.c): GET /api/poll. */
+void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m);
+/* A message for a held poll: answers it. */
+void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                     vg_chunk_t *frame);
+/* The held poll's timer fired: answers with what it has (nothing). */
+void vg_poll_timeout(vg_session_t *s);
+/* Frees a held poll's state (connection closing). */
+void vg_poll_dispose(vg_session_t *s);
+/* After a held request was answered: parse what was pipelined behind it (session.c). */
+void vg__session_resume_http(vg_session_t *s);
 
 /* Endpoints. */
 extern const vg_ws_endpoint_t vg_echo_endpoint;

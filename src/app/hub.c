@@ -381,7 +381,8 @@ typedef struct delivery_s {
 static void on_match(vg_subscriber_t *sub, void *arg)
 {
     const item_t *it = ((delivery_t *)arg)->item;
-    vg_session_deliver(sub->data, it->channel, it->channel_len, it->type, it->frame);
+    vg_session_deliver(sub->data, it->channel, it->channel_len, it->type, it->offset,
+                       it->frame);
 }
 
 static void deliver_message(hub_worker_t *hw, const item_t *it)
@@ -391,7 +392,8 @@ static void deliver_message(hub_worker_t *hw, const item_t *it)
     for (vg_session_t *s = hw->type_listeners, *next; s != NULL; s = next) {
         next = s->_tl_next;
         /* Sessions in this list have no channel subscription, so no double delivery. */
-        vg_session_deliver_by_type(s, it->channel, it->channel_len, it->type, it->frame);
+        vg_session_deliver_by_type(s, it->channel, it->channel_len, it->type, it->offset,
+                                   it->frame);
     }
     record_latency(hw, it->published_ns);
 }
@@ -443,6 +445,10 @@ static void missed_push(vg_missed_t *m, const hist_t *e)
 {
     m->frames = vg_realloc(m->frames, (m->count + 1) * sizeof(*m->frames));
     m->types = vg_realloc(m->types, (m->count + 1) * sizeof(*m->types));
+    m->offsets = vg_realloc(m->offsets, (m->count + 1) * sizeof(*m->offsets));
+    m->channels = vg_realloc(m->channels, (m->count + 1) * sizeof(*m->channels));
+    m->offsets[m->count] = e->offset;
+    m->channels[m->count] = vg_strdup(e->channel->name);
     m->frames[m->count] = vg_chunk_ref(e->frame);
     m->types[m->count++] = vg_strdup(e->type);
 }
@@ -457,8 +463,9 @@ static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
     r->recovered = 0;
     r->offset = c->offset;
     snprintf(r->epoch, sizeof(r->epoch), "%s", c->epoch);
-    if (!r->has_since || r->since_epoch == NULL || strcmp(r->since_epoch, c->epoch) != 0 ||
-        r->since_offset > c->offset)
+    int same_epoch = r->since_epoch != NULL ? strcmp(r->since_epoch, c->epoch) == 0
+                                            : r->any_epoch;
+    if (!r->has_since || !same_epoch || r->since_offset > c->offset)
         return;
     uint64_t first = c->oldest ? c->oldest->offset : c->offset + 1;
     if (r->since_offset + 1 < first)
@@ -474,9 +481,7 @@ void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), v
 {
     hub_worker_t *hw = w->data;
     vg_hub_t *h = ((vg_app_t *)vg_worker_app(w))->hub;
-    missed->frames = NULL;
-    missed->types = NULL;
-    missed->count = 0;
+    memset(missed, 0, sizeof(*missed));
     pthread_mutex_lock(&h->publish_lock);
     /* Everything published so far that this worker has not delivered yet is delivered now, to
      * the subscriptions that existed before; for the new ones it is in history instead. */
@@ -484,7 +489,8 @@ void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), v
     hist_expire(h, vg_wall_ms());
     for (size_t i = 0; i < n; i++)
         recover_one(h, &rec[i], missed);
-    subscribe(arg);
+    if (subscribe != NULL)
+        subscribe(arg);
     pthread_mutex_unlock(&h->publish_lock);
 }
 
@@ -493,11 +499,13 @@ void vg_hub_missed_dispose(vg_missed_t *missed)
     for (size_t i = 0; i < missed->count; i++) {
         vg_chunk_unref(missed->frames[i]);
         vg_free(missed->types[i]);
+        vg_free(missed->channels[i]);
     }
     vg_free(missed->frames);
     vg_free(missed->types);
-    missed->frames = NULL;
-    missed->types = NULL;
+    vg_free(missed->channels);
+    vg_free(missed->offsets);
+    memset(missed, 0, sizeof(*missed));
     missed->count = 0;
 }
 

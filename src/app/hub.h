@@ -81,7 +81,8 @@ typedef struct vg_recovery_s {
     const char *channel; /* an exact channel name */
     int has_since;       /* in: the client asked to recover from since_offset/since_epoch */
     uint64_t since_offset;
-    const char *since_epoch;
+    const char *since_epoch; /* NULL with any_epoch: the channel's current epoch */
+    int any_epoch;
     int recovered;       /* out: every message after since is in `missed` */
     uint64_t offset;     /* out: the channel's last offset (0: nothing published yet) */
     char epoch[17];      /* out */
@@ -91,6 +92,8 @@ typedef struct vg_recovery_s {
 typedef struct vg_missed_s {
     vg_chunk_t **frames; /* one reference each: vg_hub_missed_dispose drops them */
     char **types;        /* each frame's message type, for event-type filters */
+    char **channels;     /* each frame's channel */
+    uint64_t *offsets;   /* each frame's offset */
     size_t count;
 } vg_missed_t;
 

@@ -24,16 +24,20 @@ static int depth_ok(const json_t *v, int left)
     if (json_is_array(v)) {
         size_t i;
         json_t *e;
-        json_array_foreach (MUT(v), i, e)
+        json_array_foreach(MUT(v), i, e)
+        {
             if (!depth_ok(e, left - 1))
                 return 0;
+        }
         return 1;
     }
     const char *k;
     json_t *e;
-    json_object_foreach (MUT(v), k, e)
+    json_object_foreach(MUT(v), k, e)
+    {
         if (!depth_ok(e, left - 1))
             return 0;
+    }
     return 1;
 }
 
@@ -55,7 +59,8 @@ static void merge_into(json_t *dst, const json_t *patch)
     const char *k;
     size_t klen;
     json_t *pv;
-    json_object_keylen_foreach (MUT(patch), k, klen, pv) {
+    json_object_keylen_foreach(MUT(patch), k, klen, pv)
+    {
         if (json_is_null(pv)) {
             json_object_deln(dst, k, klen);
         } else if (json_is_object(pv)) {
@@ -75,6 +80,8 @@ json_t *vg_merge_patch_apply(const json_t *target, const json_t *patch)
 {
     if (!inputs_ok(target, patch))
         return NULL;
+    if (patch == NULL)
+        return copy(target);
     if (!json_is_object(patch))
         return copy(patch);
     json_t *out = json_is_object(target) ? json_deep_copy(target) : json_object();
@@ -104,7 +111,8 @@ static json_t *combine(const json_t *first, const json_t *second)
     const char *k;
     size_t klen;
     json_t *sv;
-    json_object_keylen_foreach (MUT(second), k, klen, sv) {
+    json_object_keylen_foreach(MUT(second), k, klen, sv)
+    {
         json_t *fv = json_object_getn(first, k, klen);
         json_t *merged;
         if (!json_is_object(sv) || fv == NULL)
@@ -123,7 +131,9 @@ json_t *vg_merge_patch_combine(const json_t *first, const json_t *second)
 {
     if (!inputs_ok(first, second))
         return NULL;
-    return combine(first == NULL ? json_null() : first, second);
+    if (first == NULL || second == NULL)
+        return first == second ? NULL : json_deep_copy(first != NULL ? first : second);
+    return combine(first, second);
 }
 
 /* Nonzero when v, used as a patch on a non-object, gives back v: no object reachable from v
@@ -134,9 +144,11 @@ static int has_no_null_members(const json_t *v)
         return 1;
     const char *k;
     json_t *e;
-    json_object_foreach (MUT(v), k, e)
+    json_object_foreach(MUT(v), k, e)
+    {
         if (json_is_null(e) || !has_no_null_members(e))
             return 0;
+    }
     return 1;
 }
 
@@ -150,10 +162,13 @@ static json_t *diff(const json_t *from, const json_t *to)
     const char *k;
     size_t klen;
     json_t *fv, *tv;
-    json_object_keylen_foreach (MUT(from), k, klen, fv)
+    json_object_keylen_foreach(MUT(from), k, klen, fv)
+    {
         if (json_object_getn(to, k, klen) == NULL)
             json_object_setn_new_nocheck(out, k, klen, json_null());
-    json_object_keylen_foreach (MUT(to), k, klen, tv) {
+    }
+    json_object_keylen_foreach(MUT(to), k, klen, tv)
+    {
         fv = json_object_getn(from, k, klen);
         if (fv != NULL && json_equal(fv, tv))
             continue;

@@ -21,7 +21,9 @@
  * keep documents free of null members: apply(NULL, doc) returns doc without them.
  *
  * Every result is a new value that shares nothing with the inputs; the inputs are never
- * modified.  Inputs may be NULL, which stands for "no document" (treated as an absent target).
+ * modified.  A NULL argument means "none": no document (a target or `from` that is NULL is
+ * absent, which a patch treats like any non-object) or no patch (nothing to apply or combine);
+ * a NULL `to` for diff is JSON null.
  */
 #ifndef VG_APP_MERGEPATCH_H
 #define VG_APP_MERGEPATCH_H
@@ -33,14 +35,16 @@
 #define VG_MERGE_PATCH_MAX_DEPTH 64
 
 /* Returns the result of applying `patch` to `target` (RFC 7396 section 2), a new reference.
- * A NULL patch is the JSON null patch and gives JSON null.  Returns NULL only when an input
- * nests deeper than VG_MERGE_PATCH_MAX_DEPTH. */
+ * A NULL patch changes nothing: the result is a copy of target (JSON null when target is NULL
+ * too).  Returns NULL only when an input nests deeper than VG_MERGE_PATCH_MAX_DEPTH. */
 json_t *vg_merge_patch_apply(const json_t *target, const json_t *patch);
 
 /* Returns one patch c with apply(apply(t, first), second) == apply(t, c) for every t: the two
  * patches merged with their null members kept.  Returns NULL when no such patch exists (first
  * sets a member to a non-object, or is itself a non-object, and second patches that place with
- * an object; see above) or when an input nests too deep. */
+ * an object; see above) or when an input nests too deep.  When one of them is NULL (no patch)
+ * the result is a copy of the other; when both are, NULL (still no patch: no patch leaves
+ * every target unchanged, since {} turns a scalar into an object). */
 json_t *vg_merge_patch_combine(const json_t *first, const json_t *second);
 
 /* Returns a patch p with apply(from, p) == to, minimal in the sense that members equal in both

@@ -340,7 +340,8 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
     send_json(s, msg);
     /* What was missed goes before anything live: live messages arrive on later wake-ups. */
     for (size_t i = 0; i < missed.count; i++)
-        vg_session_deliver(s, NULL, 0, missed.types[i], missed.frames[i]);
+        vg_session_deliver(s, missed.channels[i], strlen(missed.channels[i]), missed.types[i],
+                           missed.offsets[i], missed.frames[i]);
     vg_hub_missed_dispose(&missed);
     send_state_snapshots(s, channels);
 }

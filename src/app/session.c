@@ -130,6 +130,15 @@ static void dispatch(vg_session_t *s, vg_http_request_t *req)
 /* Feeds HTTP bytes: answers each complete request in order, then arms the right timer. */
 static void http_read(vg_session_t *s, char *data, size_t len)
 {
+    if (s->poll != NULL) {
+        /* A long-poll is held: keep reading (to notice a hang-up) but stash the bytes. */
+        if (s->stash.len + len > s->app->cfg->max_header_size + s->app->cfg->max_body_size) {
+            vg_conn_close(s->conn);
+            return;
+        }
+        vg_buf_append(&s->stash, data, len);
+        return;
+    }
     while (s->http != NULL && !(s->conn->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE))) {
         size_t used = 0;
         vg_http_request_t *req;
@@ -145,12 +154,18 @@ static void http_read(vg_session_t *s, char *data, size_t len)
         s->timing_request = 0;
         vg_conn_timer_stop(s->conn);
         dispatch(s, req);
-        if (s->ws != NULL) {
-            /* Upgraded: the request's memory is no longer needed; the rest is WebSocket. */
+        if (s->poll != NULL) {
+            /* Held: what was pipelined behind it waits until it is answered. */
+            vg_buf_append(&s->stash, data, len);
+            return;
+        }
+        if (s->ws != NULL || s->sse) {
+            /* Upgraded or streaming: the request's memory is no longer needed; what follows is
+             * WebSocket (an event stream's client has nothing more to say). */
             vg_http_parser_dispose(s->http);
             vg_free(s->http);
             s->http = NULL;
-            if (len > 0)
+            if (len > 0 && s->ws != NULL)
                 vg_ws_feed(s->ws, (uint8_t *)data, len);
             return;
         }
@@ -165,6 +180,17 @@ static void http_read(vg_session_t *s, char *data, size_t len)
     } else if (!s->timing_request) {
         vg_conn_timer_start(s->conn, seconds_to_ms(s->app->cfg->idle_timeout));
     }
+}
+
+void vg__session_resume_http(vg_session_t *s)
+{
+    vg_buf_t pending = s->stash;
+    s->stash = VG_BUF_INIT;
+    if (pending.len > 0)
+        http_read(s, pending.base, pending.len);
+    else if (!(s->conn->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE)))
+        vg_conn_timer_start(s->conn, seconds_to_ms(s->app->cfg->idle_timeout));
+    vg_buf_dispose(&pending);
 }
 
 /* ---- WebSocket upgrade ---- */
@@ -346,7 +372,11 @@ static void on_eof(vg_conn_t *c, int status)
 static void on_timeout(vg_conn_t *c)
 {
     vg_session_t *s = c->data;
-    if (s->ws != NULL && s->ws->state == VG_WS_OPEN && s->endpoint->authenticate) {
+    if (s->poll != NULL) {
+        vg_poll_timeout(s);
+    } else if (s->sse) {
+        vg_sse_timer(s);
+    } else if (s->ws != NULL && s->ws->state == VG_WS_OPEN && s->endpoint->authenticate) {
         vg__wsuser_timer(s);
     } else if (s->ws != NULL) {
         /* Our close frame went unanswered. */
@@ -375,11 +405,14 @@ static void on_shutdown(vg_conn_t *c)
 static void on_close(vg_conn_t *c)
 {
     vg_session_t *s = c->data;
+    if (s->poll != NULL)
+        vg_poll_dispose(s);
+    vg_buf_dispose(&s->stash);
+    if (s->authenticated || s->registered)
+        vg__wsuser_cleanup(s);
     if (s->ws != NULL) {
         if (s->endpoint->on_close != NULL)
             s->endpoint->on_close(s);
-        if (s->endpoint->authenticate)
-            vg__wsuser_cleanup(s);
         vg_ws_dispose(s->ws);
         vg_free(s->ws);
     }

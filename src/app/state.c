@@ -14,9 +14,10 @@
 
 typedef struct doc_s {
     char *name;
-    json_t *doc;     /* NULL once deleted (the version keeps counting) */
+    json_t *doc;  /* NULL once deleted (the version keeps counting) */
     uint64_t version;
-    json_t *pending; /* net merge patch since the last push, or NULL */
+    json_t *sent; /* the document as subscribers have it after the last push ({} at first) */
+    int dirty;    /* changed since the last push */
     int deleted_pending;
     int64_t last_push_ms;
     struct doc_s *next;
@@ -52,7 +53,7 @@ void vg_state_free(vg_state_t *st)
     for (doc_t *d = st->docs, *next; d != NULL; d = next) {
         next = d->next;
         json_decref(d->doc);
-        json_decref(d->pending);
+        json_decref(d->sent);
         vg_free(d->name);
         vg_free(d);
     }
@@ -92,6 +93,7 @@ static doc_t *find(vg_state_t *st, const char *name, int create)
         return NULL;
     doc_t *d = vg_calloc(1, sizeof(*d));
     d->name = vg_strdup(name);
+    d->sent = json_object();
     d->next = st->docs;
     st->docs = d;
     return d;
@@ -108,20 +110,31 @@ static void publish_state(vg_state_t *st, const char *name, json_t *msg)
     json_decref(msg);
 }
 
-/* Under the lock: sends the pending change of d, if any. */
+/* Under the lock: the message that brings subscribers from what they have (d->sent) to the
+ * document, or NULL when nothing changed.  The delta is computed at push time, so any number of
+ * updates inside one interval become one patch.  When a merge patch cannot express the change
+ * (RFC 7396 has no way to set a member to null) a snapshot goes out instead. */
 static json_t *take_delta(doc_t *d, int64_t now_ms)
 {
     json_t *msg = NULL;
     if (d->deleted_pending) {
         msg = json_pack("{s:s, s:s, s:I, s:b}", "type", "state", "name", d->name, "version",
                         (json_int_t)d->version, "deleted", 1);
-    } else if (d->pending != NULL && !(json_is_object(d->pending) &&
-                                       json_object_size(d->pending) == 0)) {
-        msg = json_pack("{s:s, s:s, s:I, s:O}", "type", "state", "name", d->name, "version",
-                        (json_int_t)d->version, "patch", d->pending);
+        json_decref(d->sent);
+        d->sent = json_object();
+    } else if (d->dirty && d->doc != NULL) {
+        json_t *patch = vg_merge_patch_diff(d->sent, d->doc);
+        if (patch == NULL)
+            msg = json_pack("{s:s, s:s, s:I, s:O}", "type", "state", "name", d->name, "version",
+                            (json_int_t)d->version, "snapshot", d->doc);
+        else if (!(json_is_object(patch) && json_object_size(patch) == 0))
+            msg = json_pack("{s:s, s:s, s:I, s:O}", "type", "state", "name", d->name, "version",
+                            (json_int_t)d->version, "patch", patch);
+        json_decref(patch);
+        json_decref(d->sent);
+        d->sent = json_incref(d->doc); /* documents are replaced, never changed in place */
     }
-    json_decref(d->pending);
-    d->pending = NULL;
+    d->dirty = 0;
     d->deleted_pending = 0;
     if (msg != NULL)
         d->last_push_ms = now_ms;
@@ -129,14 +142,9 @@ static json_t *take_delta(doc_t *d, int64_t now_ms)
 }
 
 /* Records a change; returns a message to publish now when the interval allows. */
-static json_t *changed(vg_state_t *st, doc_t *d, json_t *patch)
+static json_t *changed(vg_state_t *st, doc_t *d)
 {
-    if (patch != NULL) {
-        json_t *combined = d->pending ? vg_merge_patch_combine(d->pending, patch)
-                                      : json_incref(patch);
-        json_decref(d->pending);
-        d->pending = combined;
-    }
+    d->dirty = 1;
     int64_t now = vg_wall_ms();
     if (now - d->last_push_ms >= st->interval_ms)
         return take_delta(d, now);
@@ -148,23 +156,16 @@ static int update(vg_state_t *st, const char *name, json_t *newdoc, json_t *patc
 {
     pthread_mutex_lock(&st->lock);
     doc_t *d = find(st, name, 1);
-    json_t *old = d->doc ? d->doc : json_object();
-    json_t *doc = newdoc ? json_incref(newdoc) : vg_merge_patch_apply(old, patch);
+    json_t *doc = newdoc ? json_deep_copy(newdoc) : vg_merge_patch_apply(d->doc, patch);
     if (doc == NULL) {
-        if (d->doc == NULL)
-            json_decref(old);
         pthread_mutex_unlock(&st->lock);
         return VG_EINVAL;
     }
-    json_t *delta = patch ? json_incref(patch) : vg_merge_patch_diff(old, doc);
-    if (d->doc == NULL)
-        json_decref(old);
     json_decref(d->doc);
     d->doc = doc;
     d->deleted_pending = 0;
     *version = ++d->version;
-    json_t *msg = changed(st, d, delta);
-    json_decref(delta);
+    json_t *msg = changed(st, d);
     pthread_mutex_unlock(&st->lock);
     /* Published outside the lock; a late delta is harmless because clients compare versions. */
     if (msg != NULL)
@@ -204,10 +205,8 @@ int vg_state_delete(vg_state_t *st, const char *name)
     json_decref(d->doc);
     d->doc = NULL;
     d->version++;
-    json_decref(d->pending);
-    d->pending = NULL;
     d->deleted_pending = 1;
-    json_t *msg = changed(st, d, NULL);
+    json_t *msg = changed(st, d);
     pthread_mutex_unlock(&st->lock);
     if (msg != NULL)
         publish_state(st, name, msg);
@@ -241,8 +240,7 @@ void vg_state_tick(vg_state_t *st, int64_t now_ms)
     size_t n = 0;
     pthread_mutex_lock(&st->lock);
     for (doc_t *d = st->docs; d != NULL && n < 64; d = d->next) {
-        if ((d->pending == NULL && !d->deleted_pending) ||
-            now_ms - d->last_push_ms < st->interval_ms)
+        if ((!d->dirty && !d->deleted_pending) || now_ms - d->last_push_ms < st->interval_ms)
             continue;
         json_t *msg = take_delta(d, now_ms);
         if (msg != NULL) {

@@ -86,8 +86,7 @@ typedef struct vg_store_type_s {
     int (*hist_append)(vg_store_t *s, const vg_store_hist_msg_t *msgs, size_t n);
     int (*hist_read)(vg_store_t *s, const char *channel, uint64_t after_offset, size_t limit,
                      vg_store_hist_msg_cb cb, void *arg);
-    int (*hist_trim)(vg_store_t *s, const char *channel, uint64_t keep_last,
-                     int64_t older_than_ms);
+    int (*hist_trim)(vg_store_t *s, const char *channel, uint64_t keep_last, int64_t older_than_ms);
     int (*hist_last)(vg_store_t *s, const char *channel, uint64_t *last_offset,
                      char epoch[VG_STORE_EPOCH_SIZE]);
     int (*hist_channels)(vg_store_t *s, vg_store_hist_channel_cb cb, void *arg);
@@ -95,8 +94,7 @@ typedef struct vg_store_type_s {
 
     int (*state_put)(vg_store_t *s, const char *name, const char *json, size_t len,
                      uint64_t version);
-    int (*state_get)(vg_store_t *s, const char *name, char **json, size_t *len,
-                     uint64_t *version);
+    int (*state_get)(vg_store_t *s, const char *name, char **json, size_t *len, uint64_t *version);
     int (*state_delete)(vg_store_t *s, const char *name);
     int (*state_list)(vg_store_t *s, vg_store_name_cb cb, void *arg);
 } vg_store_type_t;
@@ -145,10 +143,9 @@ static inline int vg_store_ack_append(vg_store_t *s, const vg_store_ack_msg_t *m
  * start), oldest first, at most `limit` of them (0: all).  Calls cb for each.  Returns the
  * number of calls, or VG_ESTORE.  To page, pass the last seq seen as after_seq.
  */
-static inline int vg_store_ack_pending(vg_store_t *s, const char *user,
-                                       const char *const *patterns, size_t npatterns,
-                                       int64_t now_ms, int64_t after_seq, size_t limit,
-                                       vg_store_ack_msg_cb cb, void *arg)
+static inline int vg_store_ack_pending(vg_store_t *s, const char *user, const char *const *patterns,
+                                       size_t npatterns, int64_t now_ms, int64_t after_seq,
+                                       size_t limit, vg_store_ack_msg_cb cb, void *arg)
 {
     return s->type->ack_pending(s, user, patterns, npatterns, now_ms, after_seq, limit, cb, arg);
 }
@@ -228,8 +225,8 @@ static inline int vg_store_hist_drop(vg_store_t *s, const char *channel)
 
 /* Stores (replaces) the document `name` with its JSON text and version.  The version is the
  * caller's (e.g. the previous one plus one).  Returns 0, or VG_ESTORE. */
-static inline int vg_store_state_put(vg_store_t *s, const char *name, const char *json,
-                                     size_t len, uint64_t version)
+static inline int vg_store_state_put(vg_store_t *s, const char *name, const char *json, size_t len,
+                                     uint64_t version)
 {
     return s->type->state_put(s, name, json, len, version);
 }

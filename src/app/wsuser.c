@@ -42,7 +42,7 @@ static int origin_allowed(const vg_app_t *app, const vg_http_request_t *req)
 }
 
 /* A token from ?token=, ?ticket= or Authorization: Bearer, in that order. */
-static int authenticate(vg_session_t *s, vg_http_request_t *req, const char **reason)
+int vg__wsuser_authenticate(vg_session_t *s, vg_http_request_t *req, const char **reason)
 {
     vg_app_t *app = s->app;
     double now = vg_wall_seconds();
@@ -76,13 +76,13 @@ int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **
     }
     /* Seed 001's clients expect the handshake to succeed and the socket to close with 1008 and
      * a reason, rather than an HTTP error they cannot read from JavaScript. */
-    if (authenticate(s, req, fail_reason) != 0)
+    if (vg__wsuser_authenticate(s, req, fail_reason) != 0)
         return 0;
     s->authenticated = 1;
     return 0;
 }
 
-static void registry_init_entry(vg_session_t *s)
+void vg__wsuser_registry_init(vg_session_t *s)
 {
     vg_reg_entry_t *e = &s->reg;
     e->conn_id = s->conn->id;
@@ -111,7 +111,7 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         refuse(s, fail_reason ? fail_reason : "unauthorized");
         return;
     }
-    registry_init_entry(s);
+    vg__wsuser_registry_init(s);
     if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
                         s->app->cfg->max_connections_per_user) != 0) {
         vg_notice("conn %" PRIu64 " from %s: user %s refused: too many connections (limit %d)",
@@ -324,23 +324,26 @@ static void send_delivery(vg_session_t *s, vg_chunk_t *frame)
 }
 
 void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len,
-                        const char *type, vg_chunk_t *frame)
+                        const char *type, uint64_t offset, vg_chunk_t *frame)
 {
-    (void)channel;
-    (void)channel_len;
     if (s->num_event_types > 0 && !type_wanted(s, type))
         return;
-    send_delivery(s, frame);
+    if (s->sse)
+        vg_sse_send(s, channel, channel_len, offset, frame);
+    else if (s->poll != NULL)
+        vg_poll_deliver(s, channel, channel_len, offset, frame);
+    else
+        send_delivery(s, frame);
 }
 
 void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
-                                const char *type, vg_chunk_t *frame)
+                                const char *type, uint64_t offset, vg_chunk_t *frame)
 {
     vg_patterns_t allowed;
     vg_session_allowed(s, &allowed);
     if (!type_wanted(s, type) || !vg_patterns_match(&allowed, channel, channel_len))
         return;
-    send_delivery(s, frame);
+    vg_session_deliver(s, channel, channel_len, type, offset, frame);
 }
 
 int vg_session_is_ws_open(const vg_session_t *s)

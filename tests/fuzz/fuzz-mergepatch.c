@@ -3,7 +3,8 @@
  *
  * Input: up to three JSON texts separated by '\n' (write each on one line): a, b and c.  With
  * fewer, the missing ones repeat the first.  Each is parsed with jansson (any value, NUL in
- * strings allowed); unparsable ones count as "no document" (NULL).  Then, whatever the input:
+ * strings allowed); unparsable ones are NULL ("no document" or "no patch", mergepatch.h).
+ * Then, whatever the input:
  *   - apply, combine and diff never crash, and return NULL for depth only when an input nests
  *     deeper than VG_MERGE_PATCH_MAX_DEPTH;
  *   - apply(apply(a, b), c) == apply(a, combine(b, c)) whenever combine answers, and it
@@ -36,7 +37,8 @@ static int depth(const json_t *v)
     if (json_is_array(v)) {
         size_t i;
         json_t *e;
-        json_array_foreach ((json_t *)v, i, e) {
+        json_array_foreach((json_t *)v, i, e)
+        {
             int c = depth(e);
             d = c > d ? c : d;
         }
@@ -45,7 +47,8 @@ static int depth(const json_t *v)
     if (json_is_object(v)) {
         const char *k;
         json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             int c = depth(e);
             d = c > d ? c : d;
         }
@@ -74,7 +77,8 @@ static int ref_combinable(const json_t *p1, const json_t *p2)
         return 0;
     const char *k;
     json_t *v2;
-    json_object_foreach ((json_t *)p2, k, v2) {
+    json_object_foreach((json_t *)p2, k, v2)
+    {
         json_t *v1 = json_object_get(p1, k);
         if (json_is_object(v2) && v1 != NULL && !ref_combinable(v1, v2))
             return 0;
@@ -88,7 +92,8 @@ static int ref_diffable(const json_t *from, const json_t *to)
         return 1;
     const char *k;
     json_t *tv;
-    json_object_foreach ((json_t *)to, k, tv) {
+    json_object_foreach((json_t *)to, k, tv)
+    {
         json_t *fv = json_is_object(from) ? json_object_get(from, k) : NULL;
         if (json_is_null(tv) && !json_is_null(fv))
             return 0;
@@ -156,8 +161,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *bc = vg_merge_patch_combine(b, c);
     if (!shallow(b) || !shallow(c))
         CHECK(bc == NULL);
+    else if (b == NULL || c == NULL)
+        CHECK((bc != NULL) == (b != c));
     else
-        CHECK((bc != NULL) == ref_combinable(b ? b : json_null(), c));
+        CHECK((bc != NULL) == ref_combinable(b, c));
     if (ok && bc != NULL) {
         json_t *two = vg_merge_patch_apply(ab, c);
         json_t *one = vg_merge_patch_apply(a, bc);

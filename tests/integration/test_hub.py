@@ -825,3 +825,12 @@ def test_large_message_delivered_intact(hub):
             (m,) = await c.published(1, timeout=10)
             assert m["data"] == data
     run(go())
+
+
+def test_offsets_count_per_channel_from_one(hub):
+    """PROTOCOL.md Recovery: every channel numbers its messages 1, 2, 3, ..."""
+    a, b = uniq("num"), uniq("num")
+    assert [publish(hub, a, "t", i) for i in range(3)] == [1, 2, 3]
+    offs = publish_batch(hub, [{"channel": ch, "type": "t", "data": 0}
+                               for ch in (b, a, b, b, a)])
+    assert offs == [1, 4, 2, 3, 5], offs

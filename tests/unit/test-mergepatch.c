@@ -85,12 +85,13 @@ static void test_rfc7396_appendix_a(void **state)
 static void test_rfc7396_section3(void **state)
 {
     (void)state;
-    check_apply("{\"title\":\"Goodbye!\",\"author\":{\"givenName\":\"John\",\"familyName\":\"Doe\"},"
-                "\"tags\":[\"example\",\"sample\"],\"content\":\"This will be unchanged\"}",
-                "{\"title\":\"Hello!\",\"phoneNumber\":\"+01-123-456-7890\","
-                "\"author\":{\"familyName\":null},\"tags\":[\"example\"]}",
-                "{\"title\":\"Hello!\",\"author\":{\"givenName\":\"John\"},\"tags\":[\"example\"],"
-                "\"content\":\"This will be unchanged\",\"phoneNumber\":\"+01-123-456-7890\"}");
+    check_apply(
+        "{\"title\":\"Goodbye!\",\"author\":{\"givenName\":\"John\",\"familyName\":\"Doe\"},"
+        "\"tags\":[\"example\",\"sample\"],\"content\":\"This will be unchanged\"}",
+        "{\"title\":\"Hello!\",\"phoneNumber\":\"+01-123-456-7890\","
+        "\"author\":{\"familyName\":null},\"tags\":[\"example\"]}",
+        "{\"title\":\"Hello!\",\"author\":{\"givenName\":\"John\"},\"tags\":[\"example\"],"
+        "\"content\":\"This will be unchanged\",\"phoneNumber\":\"+01-123-456-7890\"}");
 }
 
 static void test_apply_edges(void **state)
@@ -103,8 +104,26 @@ static void test_apply_edges(void **state)
     assert_json_eq(r, want);
     json_decref(r);
     json_decref(want);
-    /* NULL patch is the null patch. */
+    /* A NULL patch changes nothing; NULL with NULL is JSON null. */
     r = vg_merge_patch_apply(p, NULL);
+    assert_json_eq(r, p);
+    assert_true(r != p);
+    json_decref(r);
+    r = vg_merge_patch_apply(NULL, NULL);
+    assert_true(json_is_null(r));
+    json_decref(r);
+    /* combine with no patch is the other patch; two NULLs stay "no patch". */
+    r = vg_merge_patch_combine(NULL, p);
+    assert_json_eq(r, p);
+    json_decref(r);
+    r = vg_merge_patch_combine(p, NULL);
+    assert_json_eq(r, p);
+    json_decref(r);
+    assert_null(vg_merge_patch_combine(NULL, NULL));
+    /* diff from no document; to NULL is to JSON null. */
+    r = vg_merge_patch_diff(NULL, p);
+    assert_null(r); /* p holds a null member */
+    r = vg_merge_patch_diff(p, NULL);
     assert_true(json_is_null(r));
     json_decref(r);
     json_decref(p);
@@ -347,7 +366,8 @@ static int ref_combinable(const json_t *p1, const json_t *p2)
         return 0;
     const char *k;
     json_t *v2;
-    json_object_foreach ((json_t *)p2, k, v2) {
+    json_object_foreach((json_t *)p2, k, v2)
+    {
         json_t *v1 = json_object_get(p1, k);
         if (json_is_object(v2) && v1 != NULL && !ref_combinable(v1, v2))
             return 0;
@@ -408,7 +428,8 @@ static int ref_diffable(const json_t *from, const json_t *to)
         return 1;
     const char *k;
     json_t *tv;
-    json_object_foreach ((json_t *)to, k, tv) {
+    json_object_foreach((json_t *)to, k, tv)
+    {
         json_t *fv = json_is_object(from) ? json_object_get(from, k) : NULL;
         if (json_is_null(tv) && !json_is_null(fv))
             return 0;
@@ -444,7 +465,8 @@ static void test_diff_property(void **state)
             if (json_is_object(a) && json_is_object(d)) {
                 const char *k;
                 json_t *v;
-                json_object_foreach (d, k, v) {
+                json_object_foreach(d, k, v)
+                {
                     json_t *av = json_object_get(a, k);
                     assert_false(av != NULL && json_equal(av, json_object_get(b, k)));
                 }
