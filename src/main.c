@@ -16,6 +16,7 @@
 #include "app/commands.h"
 #include "app/config.h"
 #include "net/server.h"
+#include "util/error.h"
 #include "util/log.h"
 
 extern char **environ;
@@ -99,11 +100,12 @@ static int serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     vg_app_t app;
-    if (vg_app_init(&app, &cfg, cfg.workers, err, sizeof(err)) != 0) {
+    int rc = vg_app_init(&app, &cfg, cfg.workers, err, sizeof(err));
+    if (rc != 0) {
         fprintf(stderr, "vigil: %s\n", err);
         vg_app_dispose(&app);
         vg_config_dispose(&cfg);
-        return 2;
+        return rc == VG_ECONFIG ? 2 : 1; /* a bad option, or a data dir that cannot be used */
     }
     vg_server_options_t opts = {
         .listen = (const char *const *)cfg.listen,
@@ -115,7 +117,7 @@ static int serve(int argc, char **argv)
     };
     main_ctx_t ctx = {0};
     raise_fd_limit();
-    int rc = vg_server_new(&ctx.server, &opts, &vg_app_server_callbacks, err, sizeof(err));
+    rc = vg_server_new(&ctx.server, &opts, &vg_app_server_callbacks, err, sizeof(err));
     if (rc != 0) {
         vg_warning("%s", err);
         vg_app_dispose(&app);

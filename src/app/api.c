@@ -14,6 +14,7 @@
 #include "app/channel.h"
 #include "app/hub.h"
 #include "app/state.h"
+#include "app/store.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -454,7 +455,11 @@ static void handle_state(vg_session_t *s, vg_http_request_t *req, const vg_route
         goto Exit;
     }
     if (req->method == HTTP_DELETE) {
-        if (vg_state_delete(s->app->state, name) != 0)
+        int rc = vg_state_delete(s->app->state, name);
+        if (rc == VG_ESTORE)
+            vg_session_respond_error(s, 500, "store_failed", "the deletion could not be stored",
+                                     NULL);
+        else if (rc != 0)
             vg_session_respond_error(s, 404, "not_found", "no such state document", NULL);
         else
             vg_session_respond(s, 204, NULL, NULL, NULL, 0);
@@ -471,6 +476,11 @@ static void handle_state(vg_session_t *s, vg_http_request_t *req, const vg_route
     int rc = req->method == HTTP_PUT ? vg_state_put(s->app->state, name, body, &version)
                                      : vg_state_patch(s->app->state, name, body, &version);
     json_decref(body);
+    if (rc == VG_ESTORE) {
+        vg_session_respond_error(s, 500, "store_failed", "the document could not be stored",
+                                 NULL);
+        goto Exit;
+    }
     if (rc != 0) {
         vg_session_respond_error(s, 400, "bad_json", "the patch is too deeply nested", NULL);
         goto Exit;

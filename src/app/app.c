@@ -9,6 +9,7 @@
 #include "app/channel.h"
 #include "app/hub.h"
 #include "app/state.h"
+#include "app/store.h"
 #include "app/web_assets.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -176,7 +177,12 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
         .max_bytes = cfg->history_memory,
     };
     app->hub = vg_hub_new(workers, &history);
-    app->state = vg_state_new(app->hub, cfg->state_interval);
+    char serr[512];
+    if (vg_store_sqlite_open(cfg->data_dir, &app->store, serr, sizeof(serr)) != 0) {
+        snprintf(err, errlen, "cannot use --data-dir %s: %s", cfg->data_dir, serr);
+        return VG_ESTORE;
+    }
+    app->state = vg_state_new(app->hub, cfg->state_interval, app->store);
     if (add_broadcasts(app, err, errlen) != 0)
         return VG_ECONFIG;
     /* Deltas are due at most every --state-interval; look ten times as often. */
@@ -220,6 +226,7 @@ void vg_app_dispose(vg_app_t *app)
 {
     vg_router_dispose(&app->router);
     vg_state_free(app->state);
+    vg_store_free(app->store);
     vg_hub_free(app->hub);
     vg_registry_free(app->registry);
     vg_auth_free(app->auth);

@@ -52,6 +52,7 @@ typedef struct vg_app_s {
     vg_auth_t *auth;
     vg_hub_t *hub;
     vg_state_t *state;
+    struct vg_store_s *store; /* durable data in --data-dir */
     vg_registry_t *registry;
     vg_patterns_t default_channels;
     vg_patterns_t allowed_origins; /* empty: any origin */

@@ -5,12 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/app.h"
 #include "app/hub.h"
 #include "app/mergepatch.h"
+#include "app/store.h"
 #include "proto/ws.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
 
 typedef struct doc_s {
     char *name;
@@ -31,19 +34,72 @@ typedef struct broadcast_s {
 struct vg_state_s {
     pthread_mutex_t lock;
     vg_hub_t *hub;
+    vg_store_t *store;
     int64_t interval_ms;
     doc_t *docs; /* a list: dashboards have tens of documents, not thousands */
     broadcast_t *broadcasts;
     size_t num_broadcasts;
 };
 
-vg_state_t *vg_state_new(vg_hub_t *hub, double interval_seconds)
+static doc_t *find(vg_state_t *st, const char *name, int create);
+
+/* The store's list call holds its lock: collect the names first, read them after. */
+static int collect_name(const char *name, uint64_t version, void *arg)
+{
+    (void)version;
+    vg_patterns_t *names = arg; /* a list of strings */
+    names->items = vg_realloc(names->items, (names->count + 1) * sizeof(char *));
+    names->items[names->count++] = vg_strdup(name);
+    return 0;
+}
+
+static void load_one(vg_state_t *st, const char *name)
+{
+    uint64_t version;
+    char *text = NULL;
+    size_t len = 0;
+    if (vg_store_state_get(st->store, name, &text, &len, &version) != 1)
+        return;
+    json_t *doc = json_loadb(text, len, JSON_DECODE_ANY, NULL);
+    vg_free(text);
+    if (doc == NULL) {
+        vg_warning("state %s: stored document is not JSON; skipped", name);
+        return;
+    }
+    doc_t *d = find(st, name, 1);
+    d->doc = doc;
+    d->version = version;
+    json_decref(d->sent);
+    d->sent = json_incref(doc);
+}
+
+vg_state_t *vg_state_new(vg_hub_t *hub, double interval_seconds, vg_store_t *store)
 {
     vg_state_t *st = vg_calloc(1, sizeof(*st));
     pthread_mutex_init(&st->lock, NULL);
     st->hub = hub;
+    st->store = store;
     st->interval_ms = (int64_t)(interval_seconds * 1000);
+    vg_patterns_t names = {NULL, 0};
+    if (store != NULL && vg_store_state_list(store, collect_name, &names) < 0)
+        vg_warning("state documents could not be loaded from the store");
+    for (size_t i = 0; i < names.count; i++)
+        load_one(st, names.items[i]);
+    vg_patterns_dispose(&names);
     return st;
+}
+
+/* Under the lock: writes the document through to the store.  Returns 0 or VG_ESTORE. */
+static int persist(vg_state_t *st, const char *name, json_t *doc, uint64_t version)
+{
+    if (st->store == NULL)
+        return 0;
+    if (doc == NULL)
+        return vg_store_state_delete(st->store, name) < 0 ? VG_ESTORE : 0;
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    int rc = vg_store_state_put(st->store, name, text, strlen(text), version);
+    free(text);
+    return rc < 0 ? VG_ESTORE : 0;
 }
 
 void vg_state_free(vg_state_t *st)
@@ -161,6 +217,11 @@ static int update(vg_state_t *st, const char *name, json_t *newdoc, json_t *patc
         pthread_mutex_unlock(&st->lock);
         return VG_EINVAL;
     }
+    if (persist(st, name, doc, d->version + 1) != 0) {
+        json_decref(doc);
+        pthread_mutex_unlock(&st->lock);
+        return VG_ESTORE;
+    }
     json_decref(d->doc);
     d->doc = doc;
     d->deleted_pending = 0;
@@ -201,6 +262,10 @@ int vg_state_delete(vg_state_t *st, const char *name)
     if (d == NULL || d->doc == NULL) {
         pthread_mutex_unlock(&st->lock);
         return VG_EINVAL;
+    }
+    if (persist(st, name, NULL, 0) != 0) {
+        pthread_mutex_unlock(&st->lock);
+        return VG_ESTORE;
     }
     json_decref(d->doc);
     d->doc = NULL;

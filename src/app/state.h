@@ -30,12 +30,17 @@ typedef struct vg_state_broadcast_s {
     double seconds;
 } vg_state_broadcast_t;
 
-vg_state_t *vg_state_new(vg_hub_t *hub, double interval_seconds);
+typedef struct vg_store_s vg_store_t;
+
+/* Loads the documents kept in `store` (may be NULL: memory only); every change is written there
+ * before it is acknowledged. */
+vg_state_t *vg_state_new(vg_hub_t *hub, double interval_seconds, vg_store_t *store);
 void vg_state_free(vg_state_t *st);
 /* Parses "NAME:TYPE:SECONDS" and adds it.  Returns 0 or VG_EINVAL. */
 int vg_state_add_broadcast(vg_state_t *st, const char *spec);
 
-/* Replaces the document (creating it).  Writes the new version.  Returns 0. */
+/* Replaces the document (creating it).  Writes the new version.  Returns 0, or VG_ESTORE when it
+ * could not be stored (nothing changed then). */
 int vg_state_put(vg_state_t *st, const char *name, json_t *doc, uint64_t *version);
 /* Applies a merge patch (creating the document from {} when absent).  Returns 0, or VG_EINVAL
  * when the patch is too deep. */

@@ -27,10 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Store errors: -10500.  (To move into util/error.h, with a vg_strerror text.) */
-enum {
-    VG_ESTORE = -10501, /* the database failed (I/O error, disk full, corruption) */
-};
+#include "util/error.h" /* VG_ESTORE */
 
 /* The longest epoch, in bytes, plus its NUL; the hub's are 16 hex digits. */
 #define VG_STORE_EPOCH_SIZE 32

@@ -20,6 +20,7 @@ const char *vg_strerror(int err)
     case VG_EWS_TOO_BIG: return "message too big";
     case VG_ECONFIG: return "bad configuration";
     case VG_EAUTH: return "authentication failed";
+    case VG_ESTORE: return "the durable store failed";
     default: break;
     }
     if (err < 0 && err > -4096)

@@ -31,6 +31,9 @@ enum {
     /* auth: -10400 */
     VG_EAUTH = -10401, /* authentication failed (a static reason says which check) */
 
+    /* store: -10500 */
+    VG_ESTORE = -10501, /* the database failed (I/O error, disk full, corruption) */
+
     /* config and CLI: -10300 */
     VG_ECONFIG = -10301, /* bad option or config value: exit 2 */
 };

@@ -97,7 +97,8 @@ def run_cli(args, env=None, timeout=10, cwd=None):
     (e.g. a bad option that was accepted and the server started serving)."""
     cmd = [vigil_bin(), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=clean_env(env), cwd=cwd or tempfile.gettempdir())
+                            env=clean_env(env),
+                            cwd=cwd or tempfile.mkdtemp(prefix="vigil-cli-"))  # own ./vigil-data
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -148,3 +148,33 @@ def test_state_broadcast_periodic(vigil_factory):
                 assert m["data"] == {"cameras": {"total": 2}}
 
     asyncio.run(scenario())
+
+
+def test_state_survives_restart(vigil_factory):
+    """State documents live in the SQLite store under --data-dir: a restart keeps them, with
+    their versions."""
+    srv = start(vigil_factory)
+    call(srv, "PUT", "fleet", {"online": 3})
+    st, hdrs, _ = call(srv, "PATCH", "fleet", {"down": 1})
+    etag = hdrs["ETag"]
+    srv.stop()
+    srv.start()
+    st, hdrs, doc = call(srv, "GET", "fleet")
+    assert st == 200 and doc == {"online": 3, "down": 1} and hdrs["ETag"] == etag
+    st, hdrs, _ = call(srv, "PATCH", "fleet", {"down": None})
+    assert hdrs["ETag"] != etag
+
+
+def test_unusable_data_dir_fails_the_start(tmp_path):
+    """A data dir that is a file, or a corrupt database, stops the start with a clear message
+    (exit 1), never a crash."""
+    import conftest
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    r = conftest.run_cli(["serve", "--listen", "127.0.0.1:0", "--data-dir", str(not_a_dir)])
+    assert r.returncode == 1 and "--data-dir" in r.stderr and str(not_a_dir) in r.stderr, r
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "vigil.db").write_bytes(b"this is not a database" * 100)
+    r = conftest.run_cli(["serve", "--listen", "127.0.0.1:0", "--data-dir", str(corrupt)])
+    assert r.returncode == 1 and "vigil.db" in r.stderr, r
