@@ -23,15 +23,16 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-    fprintf(out, "vigil %s - real-time push server for camera and device dashboards\n\n"
-                 "Usage: vigil <command> [options]\n\n"
-                 "Commands:\n"
-                 "  serve      run the server (vigil serve --help for its options)\n"
-                 "  token      print a JWT for development and tests\n"
-                 "  publish    publish one message through the HTTP API\n"
-                 "  bench      measure fan-out throughput and latency against a server\n"
-                 "  version    print the version\n"
-                 "  help       show this help\n",
+    fprintf(out,
+            "vigil %s - real-time push server for camera and device dashboards\n\n"
+            "Usage: vigil <command> [options]\n\n"
+            "Commands:\n"
+            "  serve      run the server (vigil serve --help for its options)\n"
+            "  token      print a JWT for development and tests\n"
+            "  publish    publish one message through the HTTP API\n"
+            "  bench      measure fan-out throughput and latency against a server\n"
+            "  version    print the version\n"
+            "  help       show this help\n",
             VG_VERSION);
 }
 

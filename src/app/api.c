@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "app/acks.h"
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
@@ -167,25 +168,42 @@ static void handle_publish(vg_session_t *s, vg_http_request_t *req, const vg_rou
         goto bad;
     }
     vg_publish_t *msgs = vg_malloc(n * sizeof(*msgs));
+    char(*ids)[33] = vg_malloc(n * sizeof(*ids));
     for (size_t i = 0; i < n; i++) {
         char prefix[32] = "";
+        const char *why = NULL;
+        json_t *m = batch ? json_array_get(batch, i) : body;
         if (batch != NULL)
             snprintf(prefix, sizeof(prefix), "messages[%zu].", i);
-        if (check_message(batch ? json_array_get(batch, i) : body, prefix, &msgs[i], err,
-                          sizeof(err)) != 0) {
+        if (check_message(m, prefix, &msgs[i], err, sizeof(err)) != 0 ||
+            (vg_acks_prepare(s->app, m, &msgs[i], ids[i], &why) != 0 &&
+             snprintf(err, sizeof(err), "%s%s", prefix, why) > 0)) {
+            vg_free(ids);
             vg_free(msgs);
             goto bad;
         }
+    }
+    /* Acknowledged-delivery messages are durable before anyone hears of them. */
+    if (vg_acks_commit(s->app, msgs, n) != 0) {
+        vg_free(ids);
+        vg_free(msgs);
+        json_decref(body);
+        vg_session_respond_error(s, 500, "store_failed", "the messages could not be stored", NULL);
+        return;
     }
     uint64_t *offsets = vg_malloc(n * sizeof(*offsets));
     vg_hub_publish(s->app->hub, msgs, n, offsets);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, json_integer((json_int_t)offsets[i]));
+    json_t *id_list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(id_list, msgs[i].id ? json_string(msgs[i].id) : json_null());
     vg_free(offsets);
+    vg_free(ids);
     vg_free(msgs);
     json_decref(body);
-    respond_json(s, 200, json_pack("{s:o}", "offsets", list));
+    respond_json(s, 200, json_pack("{s:o, s:o}", "offsets", list, "ids", id_list));
     return;
 bad:
     json_decref(body);
@@ -477,8 +495,7 @@ static void handle_state(vg_session_t *s, vg_http_request_t *req, const vg_route
                                      : vg_state_patch(s->app->state, name, body, &version);
     json_decref(body);
     if (rc == VG_ESTORE) {
-        vg_session_respond_error(s, 500, "store_failed", "the document could not be stored",
-                                 NULL);
+        vg_session_respond_error(s, 500, "store_failed", "the document could not be stored", NULL);
         goto Exit;
     }
     if (rc != 0) {
@@ -490,6 +507,53 @@ static void handle_state(vg_session_t *s, vg_http_request_t *req, const vg_route
     json_decref(doc);
 Exit:
     vg_identity_dispose(&id);
+}
+
+/* ---- POST /api/ack, GET /api/alerts ---- */
+
+static void handle_ack(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
+{
+    (void)rm;
+    vg_identity_t id;
+    int is_key;
+    if (require(s, req, 0, 0, &id, &is_key) != 0)
+        return;
+    json_t *body = parse_body(s, req);
+    if (body != NULL) {
+        const char *msg_id = json_string_value(json_object_get(body, "id"));
+        if (msg_id == NULL)
+            vg_session_respond_error(s, 400, "invalid_request", "id: required string", NULL);
+        else if (vg_acks_ack(s->app, id.user, msg_id) != 0)
+            vg_session_respond_error(s, 500, "store_failed", "the ack could not be stored", NULL);
+        else
+            respond_json(s, 200, json_pack("{s:s}", "acked", msg_id));
+    }
+    json_decref(body);
+    vg_identity_dispose(&id);
+}
+
+static void handle_alerts(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
+{
+    (void)rm;
+    vg_identity_t id;
+    int is_key;
+    if (require(s, req, 0, 0, &id, &is_key) != 0)
+        return;
+    vg_patterns_t allowed = s->app->default_channels;
+    if (id.has_channels) {
+        allowed.items = id.channels;
+        allowed.count = id.num_channels;
+    }
+    char limit_text[16];
+    size_t limit = 1000;
+    if (vg_http_query_get(req, "limit", limit_text, sizeof(limit_text)) > 0)
+        limit = (size_t)strtoul(limit_text, NULL, 10);
+    json_t *list = vg_acks_list(s->app, id.user, &allowed, limit);
+    vg_identity_dispose(&id);
+    if (list == NULL)
+        vg_session_respond_error(s, 500, "store_failed", "the store could not be read", NULL);
+    else
+        respond_json(s, 200, json_pack("{s:o}", "alerts", list));
 }
 
 /* ---- GET /metrics ---- */
@@ -601,6 +665,8 @@ void vg_api_register(vg_app_t *app)
     vg_app_route(app, "/metrics", VG_M_GET, handle_metrics);
     vg_app_route(app, "/api/sse", VG_M_GET, vg_sse_handle);
     vg_app_route(app, "/api/poll", VG_M_GET, vg_poll_handle);
+    vg_app_route(app, "/api/ack", VG_M_POST, handle_ack);
+    vg_app_route(app, "/api/alerts", VG_M_GET, handle_alerts);
     vg_app_route(app, "/api/state/{name}", VG_M_GET | VG_M_PUT | VG_M_PATCH | VG_M_DELETE,
                  handle_state);
 }

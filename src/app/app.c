@@ -24,8 +24,8 @@ static void handle_healthz(vg_session_t *s, vg_http_request_t *req, const vg_rou
     vg_buf_t out = VG_BUF_INIT;
     if (head) {
         /* HEAD: the headers GET would send, without the body. */
-        vg_http_write_response(&out, 200, "application/json", "Cache-Control: no-store\r\n",
-                               body, sizeof(body) - 1, s->keep_alive);
+        vg_http_write_response(&out, 200, "application/json", "Cache-Control: no-store\r\n", body,
+                               sizeof(body) - 1, s->keep_alive);
         out.len -= sizeof(body) - 1;
         vg_session_respond_raw(s, &out);
     } else {
@@ -158,7 +158,9 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     app->http_limits.max_body_bytes = cfg->max_body_size;
     vg_patterns_parse(&app->default_channels, cfg->default_channels);
     vg_patterns_parse(&app->allowed_origins, cfg->allowed_origins);
-    if (check_patterns(&app->default_channels, "default-channels", err, errlen) != 0)
+    vg_patterns_parse(&app->ack_channels, cfg->ack_channels);
+    if (check_patterns(&app->default_channels, "default-channels", err, errlen) != 0 ||
+        check_patterns(&app->ack_channels, "ack-channels", err, errlen) != 0)
         return VG_ECONFIG;
     vg_auth_config_t ac = {
         .jwt_secret = cfg->jwt_secret,
@@ -232,6 +234,7 @@ void vg_app_dispose(vg_app_t *app)
     vg_auth_free(app->auth);
     vg_patterns_dispose(&app->default_channels);
     vg_patterns_dispose(&app->allowed_origins);
+    vg_patterns_dispose(&app->ack_channels);
     pthread_mutex_destroy(&app->refusals_lock);
 }
 

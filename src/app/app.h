@@ -56,6 +56,7 @@ typedef struct vg_app_s {
     vg_registry_t *registry;
     vg_patterns_t default_channels;
     vg_patterns_t allowed_origins; /* empty: any origin */
+    vg_patterns_t ack_channels;    /* acknowledged-delivery channels */
     int64_t started_ms;
     /* WebSocket handshakes refused, by reason (rare: a mutex is fine) */
     pthread_mutex_t refusals_lock;
@@ -69,33 +70,38 @@ typedef struct vg_app_s {
 struct vg_session_s {
     vg_conn_t *conn;
     vg_app_t *app;
-    vg_http_parser_t *http;             /* while the connection speaks HTTP */
-    vg_ws_t *ws;                        /* once it is a WebSocket */
-    int sse;                            /* a Server-Sent Events stream (app/sse.c) */
-    struct vg_poll_s *poll;             /* a long-poll request being held (app/poll.c) */
-    vg_buf_t stash;                     /* bytes pipelined behind a held long-poll */
-    const vg_ws_endpoint_t *endpoint;   /* the WebSocket's endpoint */
-    void *endpoint_data;                /* the endpoint's per-connection state */
-    const char *subprotocol;            /* the one negotiated, or NULL */
-    int timing_request;                 /* the request timer runs for the current request */
-    int keep_alive;                     /* the response being written keeps the connection */
+    vg_http_parser_t *http;           /* while the connection speaks HTTP */
+    vg_ws_t *ws;                      /* once it is a WebSocket */
+    int sse;                          /* a Server-Sent Events stream (app/sse.c) */
+    struct vg_poll_s *poll;           /* a long-poll request being held (app/poll.c) */
+    vg_buf_t stash;                   /* bytes pipelined behind a held long-poll */
+    const vg_ws_endpoint_t *endpoint; /* the WebSocket's endpoint */
+    void *endpoint_data;              /* the endpoint's per-connection state */
+    const char *subprotocol;          /* the one negotiated, or NULL */
+    int timing_request;               /* the request timer runs for the current request */
+    int keep_alive;                   /* the response being written keeps the connection */
 
     /* WebSocket users */
-    vg_identity_t identity;  /* valid when authenticated */
+    vg_identity_t identity; /* valid when authenticated */
     int authenticated;
     vg_subscriber_t subscriber; /* channel subscriptions, in the worker's index */
     char **event_types;         /* event-type filters */
     size_t num_event_types;
-    vg_reg_entry_t reg;         /* in the registry while registered */
+    vg_reg_entry_t reg; /* in the registry while registered */
     int registered;
-    uint64_t last_seen;         /* loop ms of the last bytes from the peer */
-    uint64_t last_ping;         /* loop ms of our last ping */
-    double rate_tokens;         /* inbound rate limit bucket */
-    uint64_t rate_updated;      /* loop ms */
-    uint64_t rate_window;       /* loop ms at which the current overflow window started */
-    unsigned rate_overflow;     /* messages over the limit in the current window */
+    uint64_t last_seen;                /* loop ms of the last bytes from the peer */
+    uint64_t last_ping;                /* loop ms of our last ping */
+    double rate_tokens;                /* inbound rate limit bucket */
+    uint64_t rate_updated;             /* loop ms */
+    uint64_t rate_window;              /* loop ms at which the current overflow window started */
+    unsigned rate_overflow;            /* messages over the limit in the current window */
     vg_session_t *_tl_prev, *_tl_next; /* the worker's event-type listeners */
     int _tl_listed;
+    /* Ids of acknowledged-delivery messages just replayed from the store, which may still come
+     * through live once (published right around the subscribe). */
+    char **replayed;
+    size_t num_replayed;
+    uint64_t replayed_until; /* loop ms after which the list is stale */
 };
 
 /* Registers the routes and prepares the app (auth keys, hub, registry).  Returns 0, or
@@ -114,13 +120,12 @@ void vg_app_on_accept(vg_worker_t *w, vg_conn_t *c);
 /* HTTP responses (the session decides keep-alive). */
 void vg_session_respond(vg_session_t *s, int status, const char *content_type,
                         const char *extra_headers, const void *body, size_t len);
-void vg_session_respond_error(vg_session_t *s, int status, const char *code,
-                              const char *message, const char *extra_headers);
+void vg_session_respond_error(vg_session_t *s, int status, const char *code, const char *message,
+                              const char *extra_headers);
 /* Sends a response already formatted with vg_http_write_response (e.g. to trim a HEAD body). */
 void vg_session_respond_raw(vg_session_t *s, vg_buf_t *response);
 /* Answers 101 and turns the connection into a WebSocket served by `endpoint`. */
-void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req,
-                        const vg_ws_endpoint_t *endpoint);
+void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_endpoint_t *endpoint);
 
 /* WebSocket sending: queues one frame chunk (shared; the caller keeps its reference).  A
  * connection whose queue would overflow is closed with 1008 "slow consumer".  Returns 0 or a
@@ -132,12 +137,14 @@ void vg_session_ws_close(vg_session_t *s, int code, const char *reason);
 
 /* Delivery from the hub (worker thread): queues the shared frame if the session's event-type
  * filters let the message through. */
-void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len,
-                        const char *type, uint64_t offset, vg_chunk_t *frame);
+void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len, const char *type,
+                        uint64_t offset, vg_chunk_t *frame);
 /* Delivery to an event-type listener: also checks that the user may read the channel. */
 void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
                                 const char *type, uint64_t offset, vg_chunk_t *frame);
 int vg_session_is_ws_open(const vg_session_t *s);
+/* Nonzero (and forgets it) when this acknowledged-delivery message was just replayed. */
+int vg_session_already_replayed(vg_session_t *s, const char *id);
 /* Fills *view (borrowed, valid while the identity is) with the patterns this session's user may
  * subscribe to: the token's channels claim, else --default-channels. */
 void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);

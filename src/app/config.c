@@ -18,15 +18,15 @@ enum opt_type { T_BOOL, T_INT, T_SIZE, T_SECONDS, T_STRING, T_LIST, T_LOGLEVEL, 
 typedef struct option_s {
     const char *name; /* flag without dashes; env is VIGIL_ + upper(name) with '-' -> '_' */
     enum opt_type type;
-    size_t offset;    /* into vg_config_t */
-    double min, max;  /* for numbers */
-    const char *def;  /* default, as text (NULL: none) */
+    size_t offset;   /* into vg_config_t */
+    double min, max; /* for numbers */
+    const char *def; /* default, as text (NULL: none) */
     const char *help;
 } option_t;
 
 #define OFF(f) offsetof(vg_config_t, f)
-#define KiB 1024.0
-#define GiB (1024.0 * 1024.0 * 1024.0)
+#define KiB    1024.0
+#define GiB    (1024.0 * 1024.0 * 1024.0)
 
 static const option_t options[] = {
     {"listen", T_LIST, OFF(listen), 0, 0, "127.0.0.1:8000",
@@ -76,6 +76,12 @@ static const option_t options[] = {
      "seconds a message stays in history"},
     {"history-memory", T_SIZE, OFF(history_memory), 0, 1024 * GiB, "64MiB",
      "memory for the history of all channels; the oldest messages go first"},
+    {"ack-channels", T_STRING, OFF(ack_channels), 0, 0, "alerts.>",
+     "channel patterns whose messages are kept until each user acks them (comma-separated)"},
+    {"ack-ttl", T_SECONDS, OFF(ack_ttl), 1, 31536000 * 10.0, "604800",
+     "seconds an unacknowledged message is kept"},
+    {"ack-max", T_INT, OFF(ack_max), 1, 100000000, "10000",
+     "messages kept per acknowledged-delivery channel"},
     {"state-interval", T_SECONDS, OFF(state_interval), 0.01, 3600, "0.5",
      "at most one state delta per document per this many seconds"},
     {"state-broadcast", T_STRING, OFF(state_broadcast), 0, 0, NULL,
@@ -126,8 +132,8 @@ int vg_parse_size(const char *text, size_t *out)
 
 static int parse_bool(const char *text, int *out)
 {
-    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false",
-                                                                               "no", "off"};
+    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no",
+                                                                                "off"};
     for (size_t i = 0; i < 4; i++) {
         if (strcasecmp(text, yes[i]) == 0)
             return *out = 1, 0;
@@ -376,8 +382,8 @@ static const option_t *flag_option(const char *arg, const char **inline_value)
     return find_option(name, eq ? (size_t)(eq - name) : strlen(name));
 }
 
-static int apply_flags(vg_config_t *cfg, int argc, const char *const *argv, int pass_config, char *err,
-                       size_t errlen)
+static int apply_flags(vg_config_t *cfg, int argc, const char *const *argv, int pass_config,
+                       char *err, size_t errlen)
 {
     int listen_from_flags = 0;
     for (int i = 0; i < argc; i++) {
@@ -406,9 +412,8 @@ static int apply_flags(vg_config_t *cfg, int argc, const char *const *argv, int 
     return 0;
 }
 
-int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv,
-                   const char *const *envp, char *err,
-                   size_t errlen)
+int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv, const char *const *envp,
+                   char *err, size_t errlen)
 {
     err[0] = '\0';
     if (apply_defaults(cfg, err, errlen) != 0)
@@ -435,10 +440,10 @@ int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv,
 void vg_config_dispose(vg_config_t *cfg)
 {
     free_list(cfg);
-    char **strings[] = {&cfg->data_dir,     &cfg->config_file,  &cfg->jwt_secret,
-                        &cfg->jwt_public_key, &cfg->jwt_issuer, &cfg->jwt_audience,
-                        &cfg->api_key,      &cfg->default_channels, &cfg->allowed_origins,
-                        &cfg->state_broadcast};
+    char **strings[] = {&cfg->data_dir,        &cfg->config_file,      &cfg->jwt_secret,
+                        &cfg->jwt_public_key,  &cfg->jwt_issuer,       &cfg->jwt_audience,
+                        &cfg->api_key,         &cfg->default_channels, &cfg->allowed_origins,
+                        &cfg->state_broadcast, &cfg->ack_channels};
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         vg_free(*strings[i]);
     memset(cfg, 0, sizeof(*cfg));

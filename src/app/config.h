@@ -23,8 +23,8 @@ typedef struct vg_config_s {
     size_t max_outbound;
     size_t max_header_size;
     size_t max_body_size;
-    double request_timeout; /* seconds */
-    double idle_timeout;    /* seconds a keep-alive connection may sit between requests */
+    double request_timeout;  /* seconds */
+    double idle_timeout;     /* seconds a keep-alive connection may sit between requests */
     double shutdown_timeout; /* seconds connections get to close on SIGTERM */
     int echo;
     /* auth */
@@ -38,7 +38,7 @@ typedef struct vg_config_s {
     char *default_channels; /* comma-separated patterns */
     /* limits and heartbeats */
     int max_connections_per_user;
-    char *allowed_origins; /* comma-separated, NULL = any */
+    char *allowed_origins;   /* comma-separated, NULL = any */
     double max_inbound_rate; /* messages per second per connection */
     double ping_interval;
     double ping_timeout;
@@ -46,6 +46,10 @@ typedef struct vg_config_s {
     int history_size;
     double history_ttl;
     size_t history_memory;
+    /* acknowledged delivery */
+    char *ack_channels;
+    double ack_ttl;
+    int ack_max;
     /* state documents */
     double state_interval;
     char *state_broadcast; /* comma-separated NAME:TYPE:SECONDS */
@@ -54,9 +58,8 @@ typedef struct vg_config_s {
 
 /* Fills cfg from defaults, the config file, the environment (envp) and argv (the arguments after
  * the subcommand).  On error returns VG_ECONFIG and writes a message naming the option to err. */
-int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv,
-                   const char *const *envp, char *err,
-                   size_t errlen);
+int vg_config_load(vg_config_t *cfg, int argc, const char *const *argv, const char *const *envp,
+                   char *err, size_t errlen);
 void vg_config_dispose(vg_config_t *cfg);
 /* Prints the options table (name, value, default, help) for --help. */
 void vg_config_print_help(FILE *out);

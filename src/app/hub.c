@@ -14,9 +14,9 @@
 
 #define CHANNEL_BUCKETS 65536
 
-const double vg_hub_latency_bounds_us[16] = {50,    100,   250,    500,    1000,   2500,
-                                             5000,  10000, 25000,  50000,  100000, 250000,
-                                             500000, 1e6,  2.5e6,  1e300};
+const double vg_hub_latency_bounds_us[16] = {50,     100,   250,   500,   1000,   2500,
+                                             5000,   10000, 25000, 50000, 100000, 250000,
+                                             500000, 1e6,   2.5e6, 1e300};
 
 enum item_kind { ITEM_MESSAGE, ITEM_BROADCAST, ITEM_DISCONNECT };
 
@@ -24,16 +24,17 @@ enum item_kind { ITEM_MESSAGE, ITEM_BROADCAST, ITEM_DISCONNECT };
 typedef struct item_s {
     atomic_uint refcnt;
     int kind;
-    vg_chunk_t *frame;  /* MESSAGE, BROADCAST */
-    char *channel;      /* MESSAGE */
+    vg_chunk_t *frame; /* MESSAGE, BROADCAST */
+    char *channel;     /* MESSAGE */
     size_t channel_len;
-    char *type;         /* MESSAGE */
-    uint64_t offset;    /* MESSAGE */
+    char *type;      /* MESSAGE */
+    char *id;        /* MESSAGE of an acknowledged-delivery channel */
+    uint64_t offset; /* MESSAGE */
     uint64_t published_ns;
-    char *user;         /* BROADCAST, DISCONNECT: NULL = everyone / by conn_id */
-    uint64_t conn_id;   /* DISCONNECT */
-    int code;           /* DISCONNECT */
-    char *reason;       /* DISCONNECT */
+    char *user;       /* BROADCAST, DISCONNECT: NULL = everyone / by conn_id */
+    uint64_t conn_id; /* DISCONNECT */
+    int code;         /* DISCONNECT */
+    char *reason;     /* DISCONNECT */
 } item_t;
 
 typedef struct channel_s channel_t;
@@ -98,6 +99,7 @@ static void item_unref(item_t *it)
     vg_chunk_unref(it->frame);
     vg_free(it->channel);
     vg_free(it->type);
+    vg_free(it->id);
     vg_free(it->user);
     vg_free(it->reason);
     vg_free(it);
@@ -237,8 +239,13 @@ static vg_chunk_t *encode_message(const vg_publish_t *m, uint64_t offset, int64_
     vg_buf_append_json_escaped(&b, m->type, strlen(m->type));
     vg_buf_append_str(&b, "\",\"channel\":\"");
     vg_buf_append_json_escaped(&b, m->channel, strlen(m->channel));
-    vg_buf_printf(&b, "\",\"offset\":%llu,\"timestamp\":\"%s\",\"data\":",
-                  (unsigned long long)offset, ts);
+    vg_buf_printf(&b, "\",\"offset\":%llu,\"timestamp\":\"%s\",", (unsigned long long)offset, ts);
+    if (m->id != NULL) {
+        vg_buf_append_str(&b, "\"id\":\"");
+        vg_buf_append_json_escaped(&b, m->id, strlen(m->id));
+        vg_buf_append_str(&b, "\",");
+    }
+    vg_buf_append_str(&b, "\"data\":");
     char *data = m->data ? json_dumps(m->data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     vg_buf_append_str(&b, data ? data : "null");
     free(data);
@@ -294,6 +301,7 @@ void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *o
         it->channel_len = strlen(msgs[i].channel);
         it->channel = vg_strndup(msgs[i].channel, it->channel_len);
         it->type = vg_strdup(msgs[i].type);
+        it->id = msgs[i].id ? vg_strdup(msgs[i].id) : NULL;
         hist_append(h, c, it, now_ms);
         dispatch(h, it);
     }
@@ -381,8 +389,9 @@ typedef struct delivery_s {
 static void on_match(vg_subscriber_t *sub, void *arg)
 {
     const item_t *it = ((delivery_t *)arg)->item;
-    vg_session_deliver(sub->data, it->channel, it->channel_len, it->type, it->offset,
-                       it->frame);
+    if (it->id != NULL && vg_session_already_replayed(sub->data, it->id))
+        return;
+    vg_session_deliver(sub->data, it->channel, it->channel_len, it->type, it->offset, it->frame);
 }
 
 static void deliver_message(hub_worker_t *hw, const item_t *it)
@@ -463,8 +472,7 @@ static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
     r->recovered = 0;
     r->offset = c->offset;
     snprintf(r->epoch, sizeof(r->epoch), "%s", c->epoch);
-    int same_epoch = r->since_epoch != NULL ? strcmp(r->since_epoch, c->epoch) == 0
-                                            : r->any_epoch;
+    int same_epoch = r->since_epoch != NULL ? strcmp(r->since_epoch, c->epoch) == 0 : r->any_epoch;
     if (!r->has_since || !same_epoch || r->since_offset > c->offset)
         return;
     uint64_t first = c->oldest ? c->oldest->offset : c->offset + 1;

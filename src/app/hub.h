@@ -26,10 +26,10 @@ typedef struct vg_session_s vg_session_t;
 
 /* Per-worker counters, written by their worker only, summed by /metrics. */
 typedef struct vg_hub_stats_s {
-    atomic_uint_fast64_t delivered;     /* messages queued to a connection */
-    atomic_uint_fast64_t dropped;       /* not queued: the connection was closing or too slow */
-    atomic_uint_fast64_t bytes_out;     /* of delivered frames */
-    atomic_uint_fast64_t bytes_in;      /* WebSocket payload received */
+    atomic_uint_fast64_t delivered; /* messages queued to a connection */
+    atomic_uint_fast64_t dropped;   /* not queued: the connection was closing or too slow */
+    atomic_uint_fast64_t bytes_out; /* of delivered frames */
+    atomic_uint_fast64_t bytes_in;  /* WebSocket payload received */
     atomic_uint_fast64_t slow_consumers;
     /* publish-to-write latency, one sample per (message, worker): bucket i counts samples
      * <= vg_hub_latency_bounds_us[i] */
@@ -44,7 +44,8 @@ extern const double vg_hub_latency_bounds_us[16];
 typedef struct vg_publish_s {
     const char *channel;
     const char *type;
-    json_t *data; /* borrowed */
+    json_t *data;   /* borrowed */
+    const char *id; /* acknowledged-delivery message id, or NULL */
 } vg_publish_t;
 
 /* History limits (--history-size, --history-ttl, --history-memory). */
@@ -83,9 +84,9 @@ typedef struct vg_recovery_s {
     uint64_t since_offset;
     const char *since_epoch; /* NULL with any_epoch: the channel's current epoch */
     int any_epoch;
-    int recovered;       /* out: every message after since is in `missed` */
-    uint64_t offset;     /* out: the channel's last offset (0: nothing published yet) */
-    char epoch[17];      /* out */
+    int recovered;   /* out: every message after since is in `missed` */
+    uint64_t offset; /* out: the channel's last offset (0: nothing published yet) */
+    char epoch[17];  /* out */
 } vg_recovery_t;
 
 /* Frames to send before any live message, in order. */

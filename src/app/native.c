@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/acks.h"
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
@@ -51,11 +52,11 @@ static void on_open(vg_session_t *s)
 {
     char id[32];
     snprintf(id, sizeof(id), "%016" PRIx64, s->conn->id);
-    send_json(s, json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:o}", "type",
-                           "connection_status", "status", "connected", "connection_id", id,
-                           "user", "id", s->identity.user, "username", s->identity.user,
-                           "message", "WebSocket connection established successfully",
-                           "timestamp", now_json()));
+    send_json(s,
+              json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:o}", "type", "connection_status",
+                        "status", "connected", "connection_id", id, "user", "id", s->identity.user,
+                        "username", s->identity.user, "message",
+                        "WebSocket connection established successfully", "timestamp", now_json()));
 }
 
 /* Reads an optional array of strings; NULL when absent.  Sets *bad on a wrong shape. */
@@ -140,8 +141,8 @@ static void remove_event_types(vg_session_t *s, json_t *types)
     }
 }
 
-static void answer_subscription(vg_session_t *s, const char *type, json_t *channels,
-                                json_t *types, json_t *id)
+static void answer_subscription(vg_session_t *s, const char *type, json_t *channels, json_t *types,
+                                json_t *id)
 {
     json_t *msg = json_pack("{s:s}", "type", type);
     json_object_set_new(msg, "channels", channels ? json_incref(channels) : json_array());
@@ -170,8 +171,7 @@ static void apply_subscription(void *arg)
         if (op->subscribe)
             vg_subs_add(index, &op->s->subscriber, json_string_value(v), json_string_length(v));
         else
-            vg_subs_remove(index, &op->s->subscriber, json_string_value(v),
-                           json_string_length(v));
+            vg_subs_remove(index, &op->s->subscriber, json_string_value(v), json_string_length(v));
     }
     if (op->types != NULL)
         (op->subscribe ? add_event_types : remove_event_types)(op->s, op->types);
@@ -259,8 +259,8 @@ static json_t *positions_json(const vg_recovery_t *rec, size_t n, int *all_recov
     json_t *pos = json_object();
     *all_recovered = 1;
     for (size_t i = 0; i < n; i++) {
-        json_t *p = json_pack("{s:I, s:s}", "offset", (json_int_t)rec[i].offset, "epoch",
-                              rec[i].epoch);
+        json_t *p =
+            json_pack("{s:I, s:s}", "offset", (json_int_t)rec[i].offset, "epoch", rec[i].epoch);
         if (rec[i].has_since) {
             json_object_set_new(p, "recovered", json_boolean(rec[i].recovered));
             *all_recovered &= rec[i].recovered;
@@ -321,8 +321,7 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
     if (n < 0)
         return;
     vg_missed_t missed;
-    vg_hub_subscribe_atomically(s->conn->worker, apply_subscription, &op, rec, (size_t)n,
-                                &missed);
+    vg_hub_subscribe_atomically(s->conn->worker, apply_subscription, &op, rec, (size_t)n, &missed);
     vg__wsuser_subscriptions_changed(s);
     int all_recovered;
     json_t *msg = json_pack("{s:s}", "type", "subscribed");
@@ -344,6 +343,15 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
                            missed.offsets[i], missed.frames[i]);
     vg_hub_missed_dispose(&missed);
     send_state_snapshots(s, channels);
+    const char *patterns[MAX_ITEMS_PER_REQUEST];
+    size_t np = 0;
+    size_t k;
+    json_t *c;
+    json_array_foreach(channels, k, c)
+    {
+        patterns[np++] = json_string_value(c);
+    }
+    vg_acks_replay(s, patterns, np);
 }
 
 static void handle_refresh(vg_session_t *s, json_t *req, json_t *id)
@@ -366,6 +374,23 @@ static void handle_refresh(vg_session_t *s, json_t *req, json_t *id)
     send_json(s, msg);
 }
 
+/* {"type":"ack","id":"<message id>"}: the user is done with that message, everywhere. */
+static void handle_ack(vg_session_t *s, json_t *req, json_t *id)
+{
+    const char *msg_id = json_string_value(json_object_get(req, "message_id"));
+    if (msg_id == NULL && json_is_string(id))
+        msg_id = json_string_value(id); /* seed 003 sends the message's id as "id" */
+    if (msg_id == NULL) {
+        send_error(s, "bad_request", "ack needs the message's \"id\"", id);
+        return;
+    }
+    if (vg_acks_ack(s->app, s->identity.user, msg_id) != 0) {
+        send_error(s, "store_failed", "the ack could not be stored", id);
+        return;
+    }
+    send_json(s, json_pack("{s:s, s:s}", "type", "acked", "id", msg_id));
+}
+
 static void handle_request(vg_session_t *s, json_t *req)
 {
     json_t *id = json_object_get(req, "id");
@@ -381,6 +406,8 @@ static void handle_request(vg_session_t *s, json_t *req)
         handle_subscribe(s, req, id, type[0] == 's');
     } else if (strcmp(type, "refresh") == 0) {
         handle_refresh(s, req, id);
+    } else if (strcmp(type, "ack") == 0) {
+        handle_ack(s, req, id);
     } else {
         char message[160];
         snprintf(message, sizeof(message), "unknown request type \"%.100s\"", type);

@@ -20,7 +20,7 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define MAX_CHANNELS 64
+#define MAX_CHANNELS  64
 #define MAX_TIMEOUT_S 120.0
 
 typedef struct vg_poll_s {

@@ -189,11 +189,11 @@ static json_t *describe_entry(const vg_reg_entry_t *e, int64_t now_ms)
     vg_format_rfc3339(hb, heartbeat);
     json_t *subs = e->subscriptions ? json_loads(e->subscriptions, 0, NULL) : NULL;
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:f, s:o, s:I, s:I}", "connection_id", id,
-        "user_id", e->_user->name, "remote_address", e->peer, "endpoint", e->endpoint,
-        "connected_at", connected, "uptime_seconds", (double)(now_ms - e->connected_at_ms) / 1e3,
-        "last_heartbeat", heartbeat, "seconds_since_heartbeat", (double)(now_ms - hb) / 1e3,
-        "subscriptions", subs ? subs : json_array(), "messages_in",
+        "{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:f, s:o, s:I, s:I}", "connection_id", id, "user_id",
+        e->_user->name, "remote_address", e->peer, "endpoint", e->endpoint, "connected_at",
+        connected, "uptime_seconds", (double)(now_ms - e->connected_at_ms) / 1e3, "last_heartbeat",
+        heartbeat, "seconds_since_heartbeat", (double)(now_ms - hb) / 1e3, "subscriptions",
+        subs ? subs : json_array(), "messages_in",
         (json_int_t)atomic_load_explicit(&e->messages_in, memory_order_relaxed), "messages_out",
         (json_int_t)atomic_load_explicit(&e->messages_out, memory_order_relaxed));
 }

@@ -30,7 +30,7 @@ typedef struct vg_reg_entry_s {
     char *subscriptions; /* (locked) JSON array text of the channel subscriptions */
     /* private, (locked) */
     vg_user_t *_user;
-    struct vg_reg_entry_s *_prev, *_next;          /* all connections */
+    struct vg_reg_entry_s *_prev, *_next;           /* all connections */
     struct vg_reg_entry_s *_user_prev, *_user_next; /* the user's connections */
 } vg_reg_entry_t;
 

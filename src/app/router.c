@@ -11,9 +11,12 @@ static const struct {
     int method;
     const char *name;
 } methods[] = {
-    {VG_M_GET, HTTP_GET, "GET"},         {VG_M_HEAD, HTTP_HEAD, "HEAD"},
-    {VG_M_POST, HTTP_POST, "POST"},      {VG_M_PUT, HTTP_PUT, "PUT"},
-    {VG_M_PATCH, HTTP_PATCH, "PATCH"},   {VG_M_DELETE, HTTP_DELETE, "DELETE"},
+    {VG_M_GET, HTTP_GET, "GET"},
+    {VG_M_HEAD, HTTP_HEAD, "HEAD"},
+    {VG_M_POST, HTTP_POST, "POST"},
+    {VG_M_PUT, HTTP_PUT, "PUT"},
+    {VG_M_PATCH, HTTP_PATCH, "PATCH"},
+    {VG_M_DELETE, HTTP_DELETE, "DELETE"},
     {VG_M_OPTIONS, HTTP_OPTIONS, "OPTIONS"},
 };
 

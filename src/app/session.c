@@ -50,8 +50,8 @@ static void send_buf(vg_session_t *s, vg_buf_t *out)
     vg_chunk_unref(chunk);
     if (err == VG_ELIMIT) {
         /* Pipelined requests whose answers the client does not read. */
-        vg_notice("conn %" PRIu64 " from %s: closed: slow client (%zu bytes unread)",
-                  s->conn->id, s->conn->peer, vg_conn_queued_bytes(s->conn));
+        vg_notice("conn %" PRIu64 " from %s: closed: slow client (%zu bytes unread)", s->conn->id,
+                  s->conn->peer, vg_conn_queued_bytes(s->conn));
         vg_conn_close(s->conn);
     } else if (!s->keep_alive) {
         vg_conn_close_after_flush(s->conn);
@@ -72,8 +72,8 @@ void vg_session_respond(vg_session_t *s, int status, const char *content_type,
     vg_buf_dispose(&out);
 }
 
-void vg_session_respond_error(vg_session_t *s, int status, const char *code,
-                              const char *message, const char *extra_headers)
+void vg_session_respond_error(vg_session_t *s, int status, const char *code, const char *message,
+                              const char *extra_headers)
 {
     vg_buf_t out = VG_BUF_INIT;
     vg_http_write_error(&out, status, code, message, extra_headers, s->keep_alive);
@@ -230,8 +230,7 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
     vg_iov_t version = vg_http_header_get(req, "Sec-WebSocket-Version");
     vg_iov_t key = vg_http_header_get(req, "Sec-WebSocket-Key");
     if (!req->upgrade || !vg_http_header_has_token(req, "Upgrade", "websocket")) {
-        vg_session_respond_error(s, 426, "upgrade_required",
-                                 "this endpoint speaks WebSocket only",
+        vg_session_respond_error(s, 426, "upgrade_required", "this endpoint speaks WebSocket only",
                                  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
         return;
     }
@@ -333,11 +332,11 @@ static void on_ws_close(vg_ws_t *ws, int code, const char *reason, int failed)
 {
     vg_session_t *s = ws->data;
     if (failed)
-        vg_notice("conn %" PRIu64 " from %s: WebSocket failed: %d %s", s->conn->id,
-                  s->conn->peer, code, reason);
+        vg_notice("conn %" PRIu64 " from %s: WebSocket failed: %d %s", s->conn->id, s->conn->peer,
+                  code, reason);
     else
-        vg_verbose("conn %" PRIu64 " from %s: WebSocket closed: %d %s", s->conn->id,
-                   s->conn->peer, code, reason);
+        vg_verbose("conn %" PRIu64 " from %s: WebSocket closed: %d %s", s->conn->id, s->conn->peer,
+                   code, reason);
     vg_conn_close_after_flush(s->conn);
 }
 
@@ -365,8 +364,8 @@ static void on_eof(vg_conn_t *c, int status)
 {
     vg_session_t *s = c->data;
     if (s->ws != NULL && s->ws->state != VG_WS_CLOSED)
-        vg_verbose("conn %" PRIu64 " from %s: dropped without a close frame (%s)", c->id,
-                   c->peer, status == UV_EOF ? "EOF" : uv_strerror(status));
+        vg_verbose("conn %" PRIu64 " from %s: dropped without a close frame (%s)", c->id, c->peer,
+                   status == UV_EOF ? "EOF" : uv_strerror(status));
 }
 
 static void on_timeout(vg_conn_t *c)
@@ -384,8 +383,7 @@ static void on_timeout(vg_conn_t *c)
     } else if (s->timing_request && s->http != NULL && vg_http_parser_in_request(s->http)) {
         vg_verbose("conn %" PRIu64 " from %s: request timeout", c->id, c->peer);
         s->keep_alive = 0;
-        vg_session_respond_error(s, 408, "request_timeout", "request not completed in time",
-                                 NULL);
+        vg_session_respond_error(s, 408, "request_timeout", "request not completed in time", NULL);
     } else {
         vg_conn_close(c);
     }

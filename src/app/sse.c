@@ -55,8 +55,7 @@ void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint6
         vg_conn_close(s->conn);
     } else if (err == 0) {
         atomic_store_explicit(&s->reg.messages_out,
-                              atomic_load_explicit(&s->reg.messages_out, memory_order_relaxed) +
-                                  1,
+                              atomic_load_explicit(&s->reg.messages_out, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
 }
@@ -191,8 +190,8 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
     s->registered = 1;
     s->sse = 1;
     s->keep_alive = 0;
-    vg_notice("conn %" PRIu64 " from %s: user %s connected on /api/sse", s->conn->id,
-              s->conn->peer, s->identity.user);
+    vg_notice("conn %" PRIu64 " from %s: user %s connected on /api/sse", s->conn->id, s->conn->peer,
+              s->identity.user);
     start_stream(s, req, channels, (size_t)n);
     vg__wsuser_subscriptions_changed(s);
 }

@@ -17,7 +17,7 @@
 
 typedef struct doc_s {
     char *name;
-    json_t *doc;  /* NULL once deleted (the version keeps counting) */
+    json_t *doc; /* NULL once deleted (the version keeps counting) */
     uint64_t version;
     json_t *sent; /* the document as subscribers have it after the last push ({} at first) */
     int dirty;    /* changed since the last push */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/acks.h"
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
@@ -55,8 +56,8 @@ int vg__wsuser_authenticate(vg_session_t *s, vg_http_request_t *req, const char 
         return vg_auth_ticket_redeem(app->auth, value, (size_t)n, now, &s->identity, reason);
     vg_iov_t bearer = vg_http_header_get(req, "Authorization");
     if (bearer.base != NULL && bearer.len > 7 && strncasecmp(bearer.base, "Bearer ", 7) == 0)
-        return vg_auth_verify_token(app->auth, bearer.base + 7, bearer.len - 7, now,
-                                    &s->identity, reason);
+        return vg_auth_verify_token(app->auth, bearer.base + 7, bearer.len - 7, now, &s->identity,
+                                    reason);
     if (vg_auth_allow_anonymous(app->auth)) {
         vg_identity_init_anonymous(&s->identity);
         return 0;
@@ -201,8 +202,8 @@ void vg__wsuser_timer(vg_session_t *s)
 static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
 {
     json_t *req = json_loadb((const char *)data, len, JSON_DECODE_ANY, NULL);
-    json_t *msg = json_pack("{s:s, s:s, s:s}", "type", "error", "code", "rate_limited",
-                            "message", "too many messages; slow down");
+    json_t *msg = json_pack("{s:s, s:s, s:s}", "type", "error", "code", "rate_limited", "message",
+                            "too many messages; slow down");
     json_t *id = json_is_object(req) ? json_object_get(req, "id") : NULL;
     if (id != NULL)
         json_object_set(msg, "id", id);
@@ -323,8 +324,8 @@ static void send_delivery(vg_session_t *s, vg_chunk_t *frame)
                           memory_order_relaxed);
 }
 
-void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len,
-                        const char *type, uint64_t offset, vg_chunk_t *frame)
+void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len, const char *type,
+                        uint64_t offset, vg_chunk_t *frame)
 {
     if (s->num_event_types > 0 && !type_wanted(s, type))
         return;
@@ -363,6 +364,7 @@ void vg__wsuser_cleanup(vg_session_t *s)
         vg_verbose("conn %" PRIu64 " from %s: user %s disconnected", s->conn->id, s->conn->peer,
                    s->identity.user);
     }
+    vg_acks_forget_replayed(s);
     for (size_t i = 0; i < s->num_event_types; i++)
         vg_free(s->event_types[i]);
     vg_free(s->event_types);

@@ -65,10 +65,10 @@ struct vg_conn_s {
     int flags;
     char peer[48]; /* "1.2.3.4:5678" or "[::1]:5678" */
     /* private */
-    vg_chunk_t **_q;   /* ring of queued chunks; [_q_head, _q_head+_inflight) are being written */
+    vg_chunk_t **_q; /* ring of queued chunks; [_q_head, _q_head+_inflight) are being written */
     uint32_t _q_head, _q_len, _q_cap, _inflight;
     size_t _q_bytes;   /* bytes queued, in flight included */
-    uv_write_t *_wreq;  /* from the worker's pool while a write is in flight, else NULL */
+    uv_write_t *_wreq; /* from the worker's pool while a write is in flight, else NULL */
     uv_timer_t _timer;
     int _pending_handles; /* handles still to be closed before the conn can be freed */
     vg_conn_t *_flush_next;

@@ -21,8 +21,8 @@ struct vg_server_s {
     vg_worker_t *workers;
     int num_workers;
     size_t num_addrs;
-    int *fds;           /* [worker * num_addrs + addr], handed to the workers' loops */
-    char (*names)[64];  /* bound address of each listen entry */
+    int *fds;          /* [worker * num_addrs + addr], handed to the workers' loops */
+    char (*names)[64]; /* bound address of each listen entry */
 };
 
 /* ---- addresses ---- */
@@ -99,8 +99,8 @@ static int bind_reuseport(const struct sockaddr_storage *addr)
         goto fail;
     if (addr->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)))
         goto fail;
-    socklen_t len = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                 : sizeof(struct sockaddr_in);
+    socklen_t len =
+        addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0)
         goto fail;
     return fd;
@@ -251,8 +251,7 @@ static void on_drain_deadline(uv_timer_t *t)
 {
     vg_worker_t *w = t->data;
     if (w->num_conns > 0)
-        vg_notice("shutdown: closing %zu connection(s) that did not finish in time",
-                  w->num_conns);
+        vg_notice("shutdown: closing %zu connection(s) that did not finish in time", w->num_conns);
     for (vg_conn_t *c = w->conns; c != NULL; c = c->_next)
         vg_conn_close(c);
 }

@@ -49,10 +49,10 @@ struct vg_worker_s {
     /* read-only */
     vg_server_t *server;
     uv_loop_t loop;
-    int id;                  /* 0 .. workers-1 */
+    int id; /* 0 .. workers-1 */
     size_t num_conns;
     size_t max_outbound;
-    vg_conn_t *conns;        /* live connections (doubly linked) */
+    vg_conn_t *conns; /* live connections (doubly linked) */
     int stopping;
     /* private */
     uv_thread_t _thread;

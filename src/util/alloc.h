@@ -21,7 +21,7 @@ void vg_free(void *p);
 VG_WARN_UNUSED void *vg_try_malloc(size_t size);
 VG_WARN_UNUSED void *vg_try_realloc(void *p, size_t size);
 
-#define vg_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#define VG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define vg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define VG_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 
 #endif

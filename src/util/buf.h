@@ -16,7 +16,7 @@ typedef struct vg_iov_s {
 } vg_iov_t;
 
 #define VG_IOV_LIT(s) ((vg_iov_t){(s), sizeof(s) - 1})
-#define VG_IOV_NULL ((vg_iov_t){NULL, 0})
+#define VG_IOV_NULL   ((vg_iov_t){NULL, 0})
 
 vg_iov_t vg_iov_from_cstr(const char *s);
 /* Exact, case-sensitive comparison with a NUL-terminated string. */

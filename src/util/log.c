@@ -73,8 +73,8 @@ static void append_timestamp(vg_buf_t *b)
  * header, an error).  Case-insensitive on the markers.  Returns the new length. */
 static size_t redact(char *msg, size_t len, size_t cap)
 {
-    static const char *const markers[] = {"token=", "ticket=", "api_key=", "apikey=",
-                                          "bearer ", "x-api-key: ", "secret="};
+    static const char *const markers[] = {
+        "token=", "ticket=", "api_key=", "apikey=", "bearer ", "x-api-key: ", "secret="};
     static const char mask[] = "[redacted]";
     for (size_t i = 0; i < len; i++) {
         for (size_t m = 0; m < sizeof(markers) / sizeof(markers[0]); m++) {

@@ -15,16 +15,16 @@ enum vg_log_format { VG_LOG_TEXT = 0, VG_LOG_JSON };
 
 extern int vg_log_level;
 
-#define vg_log(lvl, ...)                                                                         \
-    do {                                                                                         \
-        if ((lvl) < vg_log_level)                                                                \
-            break;                                                                               \
-        vg__log(lvl, __VA_ARGS__);                                                               \
+#define vg_log(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if ((lvl) < vg_log_level)                                                                  \
+            break;                                                                                 \
+        vg__log(lvl, __VA_ARGS__);                                                                 \
     } while (0)
 
-#define vg_debug(...) vg_log(VG_LOG_DEBUG, __VA_ARGS__)
+#define vg_debug(...)   vg_log(VG_LOG_DEBUG, __VA_ARGS__)
 #define vg_verbose(...) vg_log(VG_LOG_VERBOSE, __VA_ARGS__)
-#define vg_notice(...) vg_log(VG_LOG_NOTICE, __VA_ARGS__)
+#define vg_notice(...)  vg_log(VG_LOG_NOTICE, __VA_ARGS__)
 #define vg_warning(...) vg_log(VG_LOG_WARNING, __VA_ARGS__)
 
 void vg__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
