@@ -196,14 +196,21 @@ static void handle_publish(vg_session_t *s, vg_http_request_t *req, const vg_rou
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, json_integer((json_int_t)offsets[i]));
-    json_t *id_list = json_array();
+    /* Messages of ack channels have ids; the answer lists them when there are any. */
+    json_t *id_list = NULL;
     for (size_t i = 0; i < n; i++)
+        if (msgs[i].id != NULL && id_list == NULL)
+            id_list = json_array();
+    for (size_t i = 0; id_list != NULL && i < n; i++)
         json_array_append_new(id_list, msgs[i].id ? json_string(msgs[i].id) : json_null());
     vg_free(offsets);
     vg_free(ids);
     vg_free(msgs);
     json_decref(body);
-    respond_json(s, 200, json_pack("{s:o, s:o}", "offsets", list, "ids", id_list));
+    json_t *answer = json_pack("{s:o}", "offsets", list);
+    if (id_list != NULL)
+        json_object_set_new(answer, "ids", id_list);
+    respond_json(s, 200, answer);
     return;
 bad:
     json_decref(body);
