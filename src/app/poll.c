@@ -105,7 +105,10 @@ void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, u
                      vg_chunk_t *frame)
 {
     add_message(s->poll, channel, channel_len, offset, frame);
-    finish(s);
+    /* Answered from the timer, not here: this runs inside the index's match loop, which must not
+     * see subscriptions removed; messages arriving meanwhile join the same answer. */
+    if (s->poll->count == 1)
+        vg_conn_timer_start(s->conn, 0);
 }
 
 void vg_poll_timeout(vg_session_t *s)
