@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/acks.h"
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
@@ -37,6 +38,8 @@ static const vg_ws_endpoint_t poll_endpoint = {.path = "/api/poll", .authenticat
 
 static void set_pos(poll_t *p, const char *channel, size_t len, uint64_t offset)
 {
+    if (offset == 0 && p->num_pos > 0)
+        return; /* a redelivered acknowledged message: it moves no position */
     for (size_t i = 0; i < p->num_pos; i++) {
         if (strlen(p->pos[i].channel) == len && memcmp(p->pos[i].channel, channel, len) == 0) {
             if (offset > p->pos[i].offset)
@@ -204,6 +207,7 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     }
     s->registered = 1;
     s->poll = vg_calloc(1, sizeof(poll_t));
+    int first_poll = nrec == 0;
     /* Channels asked for by name but not in since start from their current position: ask the
      * hub for it in the same atomic step. */
     for (int i = 0; i < n && (size_t)nrec < MAX_CHANNELS; i++) {
@@ -227,6 +231,10 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
         add_message(s->poll, missed.channels[i], strlen(missed.channels[i]), missed.offsets[i],
                     missed.frames[i]);
     vg_hub_missed_dispose(&missed);
+    /* Unacked messages come with the first poll (no since), like a WebSocket's subscribe; the
+     * following polls carry on from there instead of repeating them until acked. */
+    if (first_poll)
+        vg_acks_replay(s, (const char *const *)channels, (size_t)n);
     if (s->poll->count > 0 || timeout == 0) {
         finish(s);
         return;

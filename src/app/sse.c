@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/acks.h"
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
@@ -42,8 +43,11 @@ void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint6
     size_t len;
     frame_payload(frame, &payload, &len);
     vg_chunk_t *ev = vg_chunk_new(channel_len + len + 48);
-    int n = snprintf((char *)ev->data, ev->cap, "id: %.*s:%" PRIu64 "\ndata: ", (int)channel_len,
-                     channel, offset);
+    /* Redelivered acknowledged messages have no offset: no id, so the browser's Last-Event-ID
+     * keeps pointing at the last live one. */
+    int n = offset == 0 ? snprintf((char *)ev->data, ev->cap, "data: ")
+                        : snprintf((char *)ev->data, ev->cap, "id: %.*s:%" PRIu64 "\ndata: ",
+                                   (int)channel_len, channel, offset);
     memcpy(ev->data + n, payload, len);
     memcpy(ev->data + n + len, "\n\n", 2);
     ev->len = (size_t)n + len + 2;
@@ -162,6 +166,7 @@ static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channel
         vg_session_deliver(s, missed.channels[i], strlen(missed.channels[i]), missed.types[i],
                            missed.offsets[i], missed.frames[i]);
     vg_hub_missed_dispose(&missed);
+    vg_acks_replay(s, (const char *const *)channels, n);
     vg_conn_timer_start(s->conn, HEARTBEAT_MS);
 }
 

@@ -107,3 +107,31 @@ def test_alerts_survive_kill_9(vigil_factory):
     srv.start()
     got = asyncio.run(pending_alerts(srv, token("carol"), len(answered)))
     assert [m["id"] for m in got] == answered
+
+
+def test_fallback_transports_replay_unacked(vigil_factory):
+    """SSE and the first long-poll also deliver what the user has not acked; an HTTP ack
+    removes it."""
+    import socket
+    srv = start(vigil_factory)
+    publish(srv, {"channel": "alerts.f", "type": "alert", "id": "f1", "data": 1})
+    dave = token("dave")
+    with urllib.request.urlopen(srv.url(f"/api/poll?channels=alerts.>&token={dave}&timeout=1"),
+                                timeout=10) as r:
+        got = json.loads(r.read())
+    assert [m["id"] for m in got["messages"]] == ["f1"]
+    port = int(srv.url("/").rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET /api/sse?channels=alerts.>&token={dave} HTTP/1.1\r\nHost: x\r\n\r\n"
+                  .encode())
+        buf = b""
+        while b'"id":"f1"' not in buf:
+            data = s.recv(65536)
+            assert data, buf
+            buf += data
+    req = urllib.request.Request(srv.url("/api/ack"), data=b'{"id":"f1"}',
+                                 headers={"Authorization": f"Bearer {dave}"})
+    urllib.request.urlopen(req, timeout=10).read()
+    with urllib.request.urlopen(srv.url(f"/api/poll?channels=alerts.>&token={dave}&timeout=0"),
+                                timeout=10) as r:
+        assert json.loads(r.read())["messages"] == []
