@@ -205,6 +205,14 @@ void vg_sse_timer(vg_session_t *s);
 int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf, size_t cap,
                               char **out, size_t max);
 
+/* Subscribes op->s to op->channels (a callback for vg_hub_subscribe_atomically). */
+typedef struct vg_stream_sub_s {
+    vg_session_t *s;
+    char **channels;
+    size_t count;
+} vg_stream_sub_t;
+void vg__stream_subscribe_all(void *arg);
+
 /* Long-poll (app/poll.c): GET /api/poll. */
 void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m);
 /* A message for a held poll: answers it. */

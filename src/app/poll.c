@@ -56,11 +56,12 @@ static void set_pos(poll_t *p, const char *channel, size_t len, uint64_t offset)
 static void add_message(poll_t *p, const char *channel, size_t len, uint64_t offset,
                         const vg_chunk_t *frame)
 {
-    uint8_t l7 = frame->data[1] & 0x7f;
-    size_t header = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
+    const uint8_t *payload;
+    size_t plen;
+    vg_ws_frame_payload(frame, &payload, &plen);
     if (p->count++ > 0)
         vg_buf_append(&p->messages, ",", 1);
-    vg_buf_append(&p->messages, frame->data + header, frame->len - header);
+    vg_buf_append(&p->messages, payload, plen);
     set_pos(p, channel, len, offset);
 }
 
@@ -145,20 +146,6 @@ static int parse_since(vg_http_request_t *req, char *buf, size_t cap, vg_recover
     return (int)count;
 }
 
-typedef struct poll_sub_s {
-    vg_session_t *s;
-    char **channels;
-    size_t count;
-} poll_sub_t;
-
-static void subscribe_all(void *arg)
-{
-    poll_sub_t *op = arg;
-    vg_subs_t *index = vg_hub_subs(op->s->conn->worker);
-    for (size_t i = 0; i < op->count; i++)
-        vg_subs_add(index, &op->s->subscriber, op->channels[i], strlen(op->channels[i]));
-}
-
 static int covered(char **channels, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -219,9 +206,9 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
             rec[nrec++].channel = channels[i];
         }
     }
-    poll_sub_t op = {s, channels, (size_t)n};
+    vg_stream_sub_t op = {s, channels, (size_t)n};
     vg_missed_t missed;
-    vg_hub_subscribe_atomically(s->conn->worker, subscribe_all, &op, rec, (size_t)nrec, &missed);
+    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, rec, (size_t)nrec, &missed);
     for (int i = 0; i < nrec; i++) {
         /* Not recovered (history lost the gap or the server restarted): go on from now. */
         uint64_t from = rec[i].has_since && rec[i].recovered ? rec[i].since_offset : rec[i].offset;

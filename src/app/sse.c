@@ -27,21 +27,12 @@
 
 static const vg_ws_endpoint_t sse_endpoint = {.path = "/api/sse", .authenticate = 1};
 
-/* The payload of a server frame (unmasked): skip its 2-, 4- or 10-byte header. */
-static void frame_payload(const vg_chunk_t *frame, const uint8_t **p, size_t *len)
-{
-    uint8_t l7 = frame->data[1] & 0x7f;
-    size_t header = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
-    *p = frame->data + header;
-    *len = frame->len - header;
-}
-
 void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
                  vg_chunk_t *frame)
 {
     const uint8_t *payload;
     size_t len;
-    frame_payload(frame, &payload, &len);
+    vg_ws_frame_payload(frame, &payload, &len);
     vg_chunk_t *ev = vg_chunk_new(channel_len + len + 48);
     /* Redelivered acknowledged messages have no offset: no id, so the browser's Last-Event-ID
      * keeps pointing at the last live one. */
@@ -78,15 +69,9 @@ void vg_sse_timer(vg_session_t *s)
     vg_conn_timer_start(s->conn, HEARTBEAT_MS);
 }
 
-typedef struct sse_sub_s {
-    vg_session_t *s;
-    char **channels;
-    size_t count;
-} sse_sub_t;
-
-static void subscribe_all(void *arg)
+void vg__stream_subscribe_all(void *arg)
 {
-    sse_sub_t *op = arg;
+    vg_stream_sub_t *op = arg;
     vg_subs_t *index = vg_hub_subs(op->s->conn->worker);
     for (size_t i = 0; i < op->count; i++)
         vg_subs_add(index, &op->s->subscriber, op->channels[i], strlen(op->channels[i]));
@@ -152,12 +137,12 @@ static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channel
     char idbuf[256];
     vg_recovery_t rec;
     size_t nrec = (size_t)parse_last_event_id(req, idbuf, sizeof(idbuf), &rec);
-    sse_sub_t op = {s, channels, n};
+    vg_stream_sub_t op = {s, channels, n};
     vg_missed_t missed;
     /* The id names no epoch: recover within the current one.  A restarted server numbers
      * from 1 again, which is caught when the id's offset is ahead of the channel's. */
     rec.any_epoch = 1;
-    vg_hub_subscribe_atomically(s->conn->worker, subscribe_all, &op, &rec, nrec, &missed);
+    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec, &missed);
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
                                "Connection: close\r\n\r\n: connected\n\n";

@@ -507,3 +507,11 @@ int vg_ws_feed(vg_ws_t *ws, uint8_t *data, size_t len)
     }
     return 0;
 }
+
+void vg_ws_frame_payload(const vg_chunk_t *frame, const uint8_t **payload, size_t *len)
+{
+    uint8_t l7 = frame->data[1] & 0x7f;
+    size_t header = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
+    *payload = frame->data + header;
+    *len = frame->len - header;
+}

@@ -127,6 +127,9 @@ vg_chunk_t *vg_ws_frame_new(int opcode, const void *payload, size_t len);
 /* Returns a new chunk holding a close frame with code and reason (reason may be NULL). */
 vg_chunk_t *vg_ws_close_frame_new(int code, const char *reason);
 
+/* The payload of a complete server frame (unmasked) built by the functions above. */
+void vg_ws_frame_payload(const vg_chunk_t *frame, const uint8_t **payload, size_t *len);
+
 /* Handshake: writes the Sec-WebSocket-Accept value for the client's Sec-WebSocket-Key into
  * out (28 characters and a NUL). */
 void vg_ws_accept_key(const char *key, size_t key_len, char out[29]);
