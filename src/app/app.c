@@ -127,6 +127,76 @@ static int check_patterns(const vg_patterns_t *p, const char *option, char *err,
     return 0;
 }
 
+/* ---- durable channels: the hub's history written through to the store ---- */
+
+static int durable_wants(void *arg, const char *channel)
+{
+    vg_app_t *app = arg;
+    return vg_patterns_match(&app->durable_channels, channel, strlen(channel));
+}
+
+static int durable_append(void *arg, const char *channel, uint64_t offset, const char *epoch,
+                          int64_t time_ms, const uint8_t *text, size_t len)
+{
+    vg_app_t *app = arg;
+    vg_store_hist_msg_t m = {channel, offset, epoch, time_ms, (const char *)text, len};
+    if (vg_store_hist_append(app->store, &m, 1) < 0)
+        return VG_ESTORE;
+    /* Runs under the publish lock, so the counter needs no other. */
+    if (++app->durable_appends % 1000 == 0)
+        vg_store_hist_trim(app->store, NULL, (uint64_t)app->cfg->history_size,
+                           time_ms - (int64_t)(app->cfg->history_ttl * 1000));
+    return 0;
+}
+
+typedef struct restored_s {
+    char *channel;
+    uint64_t last;
+    char epoch[VG_STORE_EPOCH_SIZE];
+} restored_t;
+
+static int collect_channel(const char *channel, uint64_t last, const char *epoch, void *arg)
+{
+    vg_buf_t *list = arg;
+    restored_t r = {vg_strdup(channel), last, ""};
+    snprintf(r.epoch, sizeof(r.epoch), "%s", epoch);
+    vg_buf_append(list, &r, sizeof(r));
+    return 0;
+}
+
+static int restore_message(const vg_store_hist_msg_t *m, void *arg)
+{
+    vg_app_t *app = arg;
+    json_t *msg = json_loadb(m->text, m->len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    vg_hub_restore_message(app->hub, m->channel, m->offset, m->time_ms, type ? type : "", m->text,
+                           m->len);
+    json_decref(msg);
+    return 0;
+}
+
+/* Durable channels resume where they were: offsets, epochs and stored history. */
+static void restore_durable(vg_app_t *app)
+{
+    vg_hub_durability_t d = {durable_wants, durable_append, app};
+    vg_hub_set_durability(app->hub, &d);
+    vg_buf_t list = VG_BUF_INIT;
+    if (vg_store_hist_channels(app->store, collect_channel, &list) < 0)
+        vg_warning("durable channels could not be read from the store");
+    restored_t *r = (restored_t *)list.base;
+    size_t n = list.len / sizeof(*r);
+    int64_t horizon = vg_wall_ms() - (int64_t)(app->cfg->history_ttl * 1000);
+    vg_store_hist_trim(app->store, NULL, (uint64_t)app->cfg->history_size, horizon);
+    for (size_t i = 0; i < n; i++) {
+        vg_hub_restore_channel(app->hub, r[i].channel, r[i].last, r[i].epoch);
+        vg_store_hist_read(app->store, r[i].channel, 0, 0, restore_message, app);
+        vg_free(r[i].channel);
+    }
+    if (n > 0)
+        vg_notice("restored %zu durable channel(s) from the store", n);
+    vg_buf_dispose(&list);
+}
+
 static void on_state_tick(void *arg, int64_t now_ms)
 {
     vg_state_tick(arg, now_ms);
@@ -159,8 +229,10 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     vg_patterns_parse(&app->default_channels, cfg->default_channels);
     vg_patterns_parse(&app->allowed_origins, cfg->allowed_origins);
     vg_patterns_parse(&app->ack_channels, cfg->ack_channels);
+    vg_patterns_parse(&app->durable_channels, cfg->durable_channels);
     if (check_patterns(&app->default_channels, "default-channels", err, errlen) != 0 ||
-        check_patterns(&app->ack_channels, "ack-channels", err, errlen) != 0)
+        check_patterns(&app->ack_channels, "ack-channels", err, errlen) != 0 ||
+        check_patterns(&app->durable_channels, "durable-channels", err, errlen) != 0)
         return VG_ECONFIG;
     vg_auth_config_t ac = {
         .jwt_secret = cfg->jwt_secret,
@@ -185,6 +257,7 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
         return VG_ESTORE;
     }
     app->state = vg_state_new(app->hub, cfg->state_interval, app->store);
+    restore_durable(app);
     if (add_broadcasts(app, err, errlen) != 0)
         return VG_ECONFIG;
     /* Deltas are due at most every --state-interval; look ten times as often. */
@@ -235,6 +308,7 @@ void vg_app_dispose(vg_app_t *app)
     vg_patterns_dispose(&app->default_channels);
     vg_patterns_dispose(&app->allowed_origins);
     vg_patterns_dispose(&app->ack_channels);
+    vg_patterns_dispose(&app->durable_channels);
     pthread_mutex_destroy(&app->refusals_lock);
 }
 

@@ -57,6 +57,8 @@ typedef struct vg_app_s {
     vg_patterns_t default_channels;
     vg_patterns_t allowed_origins; /* empty: any origin */
     vg_patterns_t ack_channels;    /* acknowledged-delivery channels */
+    vg_patterns_t durable_channels; /* history kept in the store */
+    unsigned durable_appends;       /* for trimming the stored history now and then */
     int64_t started_ms;
     /* WebSocket handshakes refused, by reason (rare: a mutex is fine) */
     pthread_mutex_t refusals_lock;

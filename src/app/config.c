@@ -76,6 +76,8 @@ static const option_t options[] = {
      "seconds a message stays in history"},
     {"history-memory", T_SIZE, OFF(history_memory), 0, 1024 * GiB, "64MiB",
      "memory for the history of all channels; the oldest messages go first"},
+    {"durable-channels", T_STRING, OFF(durable_channels), 0, 0, NULL,
+     "channel patterns whose history is kept on disk, so recovery works across restarts"},
     {"ack-channels", T_STRING, OFF(ack_channels), 0, 0, "alerts.>",
      "channel patterns whose messages are kept until each user acks them (comma-separated)"},
     {"ack-ttl", T_SECONDS, OFF(ack_ttl), 1, 31536000 * 10.0, "604800",
@@ -443,7 +445,7 @@ void vg_config_dispose(vg_config_t *cfg)
     char **strings[] = {&cfg->data_dir,        &cfg->config_file,      &cfg->jwt_secret,
                         &cfg->jwt_public_key,  &cfg->jwt_issuer,       &cfg->jwt_audience,
                         &cfg->api_key,         &cfg->default_channels, &cfg->allowed_origins,
-                        &cfg->state_broadcast, &cfg->ack_channels};
+                        &cfg->state_broadcast, &cfg->ack_channels,     &cfg->durable_channels};
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         vg_free(*strings[i]);
     memset(cfg, 0, sizeof(*cfg));

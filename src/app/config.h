@@ -46,6 +46,7 @@ typedef struct vg_config_s {
     int history_size;
     double history_ttl;
     size_t history_memory;
+    char *durable_channels; /* history kept in the store across restarts */
     /* acknowledged delivery */
     char *ack_channels;
     double ack_ttl;

@@ -82,6 +82,7 @@ struct vg_hub_s {
     hist_t *oldest, *newest;  /* every history entry, in publish order */
     size_t history_bytes;
     uint64_t epoch_seed;
+    vg_hub_durability_t durability;
     void (*tick_fn)(void *arg, int64_t now_ms);
     void *tick_arg;
     uint64_t tick_period_ms;
@@ -91,6 +92,8 @@ struct vg_hub_s {
 };
 
 static void hist_drop(vg_hub_t *h, hist_t *e);
+static channel_t *channel_get(vg_hub_t *h, const char *name);
+static item_t *item_new(int kind);
 
 static void item_unref(item_t *it)
 {
@@ -206,6 +209,46 @@ static void hist_append(vg_hub_t *h, channel_t *c, const item_t *it, int64_t now
     hist_expire(h, now_ms);
 }
 
+/* ---- durable channels ---- */
+
+void vg_hub_set_durability(vg_hub_t *h, const vg_hub_durability_t *d)
+{
+    h->durability = *d;
+}
+
+static void make_durable(vg_hub_t *h, channel_t *c, const item_t *it, int64_t now_ms)
+{
+    if (h->durability.wants == NULL || !h->durability.wants(h->durability.arg, c->name))
+        return;
+    const uint8_t *text;
+    size_t len;
+    vg_ws_frame_payload(it->frame, &text, &len);
+    if (h->durability.append(h->durability.arg, c->name, it->offset, c->epoch, now_ms, text, len) !=
+        0)
+        vg_warning("channel %s: offset %llu could not be stored", c->name,
+                   (unsigned long long)it->offset);
+}
+
+void vg_hub_restore_channel(vg_hub_t *h, const char *channel, uint64_t last_offset,
+                            const char *epoch)
+{
+    channel_t *c = channel_get(h, channel);
+    c->offset = last_offset;
+    snprintf(c->epoch, sizeof(c->epoch), "%s", epoch);
+}
+
+void vg_hub_restore_message(vg_hub_t *h, const char *channel, uint64_t offset, int64_t time_ms,
+                            const char *type, const char *text, size_t len)
+{
+    channel_t *c = channel_get(h, channel);
+    item_t *it = item_new(ITEM_MESSAGE);
+    it->frame = vg_ws_frame_new(VG_WS_OP_TEXT, text, len);
+    it->type = vg_strdup(type);
+    it->offset = offset;
+    hist_append(h, c, it, time_ms);
+    item_unref(it);
+}
+
 /* ---- publishing (any thread) ---- */
 
 static channel_t *channel_get(vg_hub_t *h, const char *name)
@@ -303,6 +346,7 @@ void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *o
         it->type = vg_strdup(msgs[i].type);
         it->id = msgs[i].id ? vg_strdup(msgs[i].id) : NULL;
         hist_append(h, c, it, now_ms);
+        make_durable(h, c, it, now_ms);
         dispatch(h, it);
     }
     pthread_mutex_unlock(&h->publish_lock);

@@ -56,6 +56,22 @@ typedef struct vg_hub_history_s {
 } vg_hub_history_t;
 
 vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history);
+/* Durable channels: for each published message on a channel wants() accepts, append() is called
+ * under the publish lock with the message as sent, before any worker sees it. */
+typedef struct vg_hub_durability_s {
+    int (*wants)(void *arg, const char *channel);
+    int (*append)(void *arg, const char *channel, uint64_t offset, const char *epoch,
+                  int64_t time_ms, const uint8_t *text, size_t len);
+    void *arg;
+} vg_hub_durability_t;
+void vg_hub_set_durability(vg_hub_t *h, const vg_hub_durability_t *d);
+/* At start, before the workers: a durable channel resumes its offset and epoch, and its stored
+ * history (text is the message JSON as it was sent). */
+void vg_hub_restore_channel(vg_hub_t *h, const char *channel, uint64_t last_offset,
+                            const char *epoch);
+void vg_hub_restore_message(vg_hub_t *h, const char *channel, uint64_t offset, int64_t time_ms,
+                            const char *type, const char *text, size_t len);
+
 /* Worker 0 calls fn(arg, now_ms) every period_ms (the state documents' flush). */
 void vg_hub_set_ticker(vg_hub_t *h, void (*fn)(void *arg, int64_t now_ms), void *arg,
                        uint64_t period_ms);

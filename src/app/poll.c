@@ -208,7 +208,8 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     }
     vg_stream_sub_t op = {s, channels, (size_t)n};
     vg_missed_t missed;
-    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, rec, (size_t)nrec, &missed);
+    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, rec, (size_t)nrec,
+                                &missed);
     for (int i = 0; i < nrec; i++) {
         /* Not recovered (history lost the gap or the server restarted): go on from now. */
         uint64_t from = rec[i].has_since && rec[i].recovered ? rec[i].since_offset : rec[i].offset;

@@ -36,9 +36,10 @@ void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint6
     vg_chunk_t *ev = vg_chunk_new(channel_len + len + 48);
     /* Redelivered acknowledged messages have no offset: no id, so the browser's Last-Event-ID
      * keeps pointing at the last live one. */
-    int n = offset == 0 ? snprintf((char *)ev->data, ev->cap, "data: ")
-                        : snprintf((char *)ev->data, ev->cap, "id: %.*s:%" PRIu64 "\ndata: ",
-                                   (int)channel_len, channel, offset);
+    int n = offset == 0
+                ? snprintf((char *)ev->data, ev->cap, "data: ")
+                : snprintf((char *)ev->data, ev->cap,
+                           "id: %.*s:%" PRIu64 "\ndata: ", (int)channel_len, channel, offset);
     memcpy(ev->data + n, payload, len);
     memcpy(ev->data + n + len, "\n\n", 2);
     ev->len = (size_t)n + len + 2;
@@ -142,7 +143,8 @@ static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channel
     /* The id names no epoch: recover within the current one.  A restarted server numbers
      * from 1 again, which is caught when the id's offset is ahead of the channel's. */
     rec.any_epoch = 1;
-    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec, &missed);
+    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec,
+                                &missed);
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
                                "Connection: close\r\n\r\n: connected\n\n";

@@ -164,3 +164,33 @@ def test_bad_since_is_an_error(vigil_factory):
                 assert msg["id"] == 9
 
     asyncio.run(scenario())
+
+
+def test_durable_channel_recovers_across_restart(vigil_factory):
+    """A channel in --durable-channels keeps its offsets, epoch and history in the store: after a
+    restart a client recovers what it missed, and offsets go on where they were."""
+    srv = start(vigil_factory, "--durable-channels", "dur.>")
+
+    async def before():
+        async with websockets.connect(srv.ws_url("/ws")) as ws:
+            sub = await subscribe(ws, ["dur.a"])
+            publish_batch(srv, "dur.a", [1, 2])
+            for _ in range(2):
+                await asyncio.wait_for(ws.recv(), 10)
+            return sub["epoch"]
+
+    epoch = asyncio.run(before())
+    publish_batch(srv, "dur.a", [3, 4, 5])  # missed by the client
+    srv.stop()
+    srv.start()
+    assert publish_batch(srv, "dur.a", [6]) == [6]
+
+    async def after():
+        async with websockets.connect(srv.ws_url("/ws")) as ws:
+            sub = await subscribe(ws, ["dur.a"], {"offset": 2, "epoch": epoch})
+            assert sub["recovered"] is True and sub["epoch"] == epoch, sub
+            got = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(4)]
+            assert [m["offset"] for m in got] == [3, 4, 5, 6]
+            assert [m["data"] for m in got] == [3, 4, 5, 6]
+
+    asyncio.run(after())
