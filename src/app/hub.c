@@ -1,6 +1,7 @@
 #include "app/hub.h"
 
 #include <pthread.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct channel_s {
 };
 
 typedef struct hub_worker_s {
+    vg_hub_t *hub;
     vg_worker_t *worker;
     vg_subs_t *subs;
     vg_hub_stats_t stats;
@@ -112,8 +114,10 @@ vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history)
 {
     vg_hub_t *h = vg_calloc(1, sizeof(*h));
     h->history = *history;
-    /* Epochs must differ across restarts: seed them from the clock and the pid. */
-    h->epoch_seed = (uint64_t)vg_wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
+    /* Epochs must never repeat (across restarts, or two hubs): seed them from the kernel's
+     * random source, falling back to the clock and the pid. */
+    if (getrandom(&h->epoch_seed, sizeof(h->epoch_seed), 0) != (ssize_t)sizeof(h->epoch_seed))
+        h->epoch_seed = (uint64_t)vg_wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
     pthread_mutex_init(&h->publish_lock, NULL);
     h->channels = vg_calloc(CHANNEL_BUCKETS, sizeof(*h->channels));
     h->num_workers = num_workers;
@@ -532,7 +536,7 @@ void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), v
                                  vg_recovery_t *rec, size_t n, vg_missed_t *missed)
 {
     hub_worker_t *hw = w->data;
-    vg_hub_t *h = ((vg_app_t *)vg_worker_app(w))->hub;
+    vg_hub_t *h = hw->hub;
     memset(missed, 0, sizeof(*missed));
     pthread_mutex_lock(&h->publish_lock);
     /* Everything published so far that this worker has not delivered yet is delivered now, to
@@ -570,6 +574,7 @@ static void on_tick(uv_timer_t *t)
 void vg_hub_worker_start(vg_hub_t *h, vg_worker_t *w)
 {
     hub_worker_t *hw = vg_calloc(1, sizeof(*hw));
+    hw->hub = h;
     hw->worker = w;
     hw->subs = vg_subs_new();
     pthread_mutex_init(&hw->lock, NULL);
