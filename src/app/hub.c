@@ -532,8 +532,42 @@ static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
     r->recovered = 1;
 }
 
+static int recovered_by_offset(const vg_recovery_t *rec, size_t n, const char *channel)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rec[i].channel, channel) == 0)
+            return 1;
+    return 0;
+}
+
+static void recover_by_time(vg_hub_t *h, const vg_time_recovery_t *tr, const vg_recovery_t *rec,
+                            size_t n, vg_missed_t *missed)
+{
+    for (size_t b = 0; b < CHANNEL_BUCKETS; b++) {
+        for (channel_t *c = h->channels[b]; c != NULL; c = c->next) {
+            if (c->oldest == NULL || c->newest->time_ms < tr->since_ms ||
+                recovered_by_offset(rec, n, c->name))
+                continue;
+            int match = 0;
+            for (size_t p = 0; p < tr->num_patterns && !match; p++)
+                match = vg_channel_match(tr->patterns[p], strlen(tr->patterns[p]), c->name,
+                                         strlen(c->name));
+            for (hist_t *e = c->oldest; match && e != NULL; e = e->ch_next)
+                if (e->time_ms >= tr->since_ms) /* same ms: a channel the client did not name */
+                    missed_push(missed, e);
+        }
+    }
+}
+
 void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,
                                  vg_recovery_t *rec, size_t n, vg_missed_t *missed)
+{
+    vg_hub_subscribe_atomically_ex(w, subscribe, arg, rec, n, NULL, missed);
+}
+
+void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,
+                                    vg_recovery_t *rec, size_t n, const vg_time_recovery_t *tr,
+                                    vg_missed_t *missed)
 {
     hub_worker_t *hw = w->data;
     vg_hub_t *h = hw->hub;
@@ -545,6 +579,8 @@ void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), v
     hist_expire(h, vg_wall_ms());
     for (size_t i = 0; i < n; i++)
         recover_one(h, &rec[i], missed);
+    if (tr != NULL)
+        recover_by_time(h, tr, rec, n, missed);
     if (subscribe != NULL)
         subscribe(arg);
     pthread_mutex_unlock(&h->publish_lock);

@@ -122,6 +122,20 @@ void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), v
                                  vg_recovery_t *rec, size_t n, vg_missed_t *missed);
 void vg_hub_missed_dispose(vg_missed_t *missed);
 
+/* Recovery by time for patterns: every channel matching one of the patterns, except those
+ * recovered by offset in the same call, replays its history after since_ms.  This is how a
+ * client gets the channels that first appeared while it was away. */
+typedef struct vg_time_recovery_s {
+    const char *const *patterns;
+    size_t num_patterns;
+    int64_t since_ms;
+} vg_time_recovery_t;
+
+/* vg_hub_subscribe_atomically with a time recovery as well (tr may be NULL). */
+void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,
+                                    vg_recovery_t *rec, size_t n, const vg_time_recovery_t *tr,
+                                    vg_missed_t *missed);
+
 /* Sends a frame to every WebSocket (user NULL) or to the user's.  Thread-safe. */
 void vg_hub_broadcast(vg_hub_t *h, const char *user, vg_chunk_t *frame);
 /* Closes the user's connections, or the one with conn_id (user NULL), with code and reason. */

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "app/acks.h"
@@ -254,6 +255,48 @@ bad:
     return -1;
 }
 
+/* "since_time": the time (ms since the epoch, or an RFC 3339 timestamp such as a received
+ * message's) after which the patterns of the request replay every matching channel not given a
+ * position in "since", e.g. channels that first appeared while the client was away.  Returns 1
+ * with *tr filled, 0 when absent, -1 after an error answer. */
+static int parse_since_time(vg_session_t *s, json_t *req, json_t *channels, json_t *id,
+                            vg_time_recovery_t *tr, const char **patterns)
+{
+    json_t *t = json_object_get(req, "since_time");
+    if (t == NULL)
+        return 0;
+    int64_t ms = -1;
+    if (json_is_integer(t)) {
+        ms = json_integer_value(t);
+    } else if (json_is_string(t)) {
+        struct tm tm = {0};
+        int msec = 0;
+        if (sscanf(json_string_value(t), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
+                   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &msec) >= 6) {
+            tm.tm_year -= 1900;
+            tm.tm_mon -= 1;
+            ms = (int64_t)timegm(&tm) * 1000 + msec;
+        }
+    }
+    if (ms < 0) {
+        send_error(s, "bad_request",
+                   "\"since_time\" must be milliseconds since 1970 or an RFC 3339 UTC timestamp",
+                   id);
+        return -1;
+    }
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach(channels, i, v)
+    {
+        if (vg_channel_is_pattern(json_string_value(v), json_string_length(v)))
+            patterns[n++] = json_string_value(v);
+    }
+    tr->patterns = patterns;
+    tr->num_patterns = n;
+    tr->since_ms = ms;
+    return n > 0;
+}
+
 static json_t *positions_json(const vg_recovery_t *rec, size_t n, int *all_recovered)
 {
     json_t *pos = json_object();
@@ -320,8 +363,14 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
     int n = collect_recoveries(s, channels, since, id, rec, MAX_ITEMS_PER_REQUEST);
     if (n < 0)
         return;
+    vg_time_recovery_t tr;
+    const char *pattern_list[MAX_ITEMS_PER_REQUEST];
+    int has_time = parse_since_time(s, req, channels, id, &tr, pattern_list);
+    if (has_time < 0)
+        return;
     vg_missed_t missed;
-    vg_hub_subscribe_atomically(s->conn->worker, apply_subscription, &op, rec, (size_t)n, &missed);
+    vg_hub_subscribe_atomically_ex(s->conn->worker, apply_subscription, &op, rec, (size_t)n,
+                                   has_time ? &tr : NULL, &missed);
     vg__wsuser_subscriptions_changed(s);
     int all_recovered;
     json_t *msg = json_pack("{s:s}", "type", "subscribed");

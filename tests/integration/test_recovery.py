@@ -194,3 +194,54 @@ def test_durable_channel_recovers_across_restart(vigil_factory):
             assert [m["data"] for m in got] == [3, 4, 5, 6]
 
     asyncio.run(after())
+
+
+def test_pattern_recovery_includes_channels_new_while_away(vigil_factory):
+    """A client on `cam.*` that was away while a new channel cam.new appeared gets cam.new's
+    messages too when it resubscribes with `since` (its known channels) and `since_time` (the
+    timestamp of the last message it received)."""
+    srv = start(vigil_factory)
+
+    async def scenario():
+        async with websockets.connect(srv.ws_url("/ws")) as ws:
+            await subscribe(ws, ["cam.*"])
+            publish_batch(srv, "cam.a", ["first"])
+            last = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        sub_epoch = None
+        async with websockets.connect(srv.ws_url("/ws")) as probe:
+            sub_epoch = (await subscribe(probe, ["cam.a"]))["epoch"]
+        publish_batch(srv, "cam.a", ["a2"])
+        publish_batch(srv, "cam.new", ["n1", "n2"])
+        publish_batch(srv, "other.x", ["not mine"])
+        async with websockets.connect(srv.ws_url("/ws")) as ws:
+            await asyncio.wait_for(ws.recv(), 10)  # connection_status
+            req = {"type": "subscribe", "channels": ["cam.*"], "id": "t",
+                   "since": {"cam.a": {"offset": last["offset"], "epoch": sub_epoch}},
+                   "since_time": last["timestamp"]}
+            await ws.send(json.dumps(req))
+            sub = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert sub["type"] == "subscribed" and sub["recovered"] is True, sub
+            msgs = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(3)]
+            assert sorted(m["data"] for m in msgs) == ["a2", "n1", "n2"], msgs
+            assert [m["data"] for m in msgs if m["channel"] == "cam.new"] == ["n1", "n2"]
+            try:
+                extra = await asyncio.wait_for(ws.recv(), 0.5)
+                raise AssertionError(f"unexpected: {extra}")
+            except asyncio.TimeoutError:
+                pass
+
+    asyncio.run(scenario())
+
+
+def test_bad_since_time(vigil_factory):
+    srv = start(vigil_factory)
+
+    async def scenario():
+        async with websockets.connect(srv.ws_url("/ws")) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+            await ws.send(json.dumps({"type": "subscribe", "channels": ["x.*"],
+                                      "since_time": "yesterday", "id": 3}))
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert msg["type"] == "error" and msg["code"] == "bad_request" and msg["id"] == 3
+
+    asyncio.run(scenario())
