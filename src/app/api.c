@@ -432,11 +432,8 @@ static void state_read(vg_session_t *s, vg_http_request_t *req, const char *name
     char channel[600];
     snprintf(channel, sizeof(channel), "state.%s", name);
     if (!id->admin) {
-        vg_patterns_t allowed = s->app->default_channels;
-        if (id->has_channels) {
-            allowed.items = id->channels;
-            allowed.count = id->num_channels;
-        }
+        vg_patterns_t allowed;
+        vg_identity_allowed(s->app, id, &allowed);
         if (!vg_patterns_covers(&allowed, channel, strlen(channel))) {
             vg_session_respond_error(s, 403, "forbidden", "not allowed to read this state", NULL);
             return;
@@ -546,11 +543,8 @@ static void handle_alerts(vg_session_t *s, vg_http_request_t *req, const vg_rout
     int is_key;
     if (require(s, req, 0, 0, &id, &is_key) != 0)
         return;
-    vg_patterns_t allowed = s->app->default_channels;
-    if (id.has_channels) {
-        allowed.items = id.channels;
-        allowed.count = id.num_channels;
-    }
+    vg_patterns_t allowed;
+    vg_identity_allowed(s->app, &id, &allowed);
     char limit_text[16];
     size_t limit = 1000;
     if (vg_http_query_get(req, "limit", limit_text, sizeof(limit_text)) > 0)

@@ -150,6 +150,8 @@ int vg_session_already_replayed(vg_session_t *s, const char *id);
 /* Fills *view (borrowed, valid while the identity is) with the patterns this session's user may
  * subscribe to: the token's channels claim, else --default-channels. */
 void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);
+/* The same for any identity (HTTP requests). */
+void vg_identity_allowed(const vg_app_t *app, const vg_identity_t *id, vg_patterns_t *view);
 
 /* Authenticates an HTTP request: a user token (?token=, Authorization: Bearer) or, when
  * allow_api_key, the API key (Bearer or X-API-Key).  Returns 0 and fills *id (dispose it) and

@@ -262,18 +262,22 @@ int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const cha
 
 /* ---- subscriptions and delivery ---- */
 
+void vg_identity_allowed(const vg_app_t *app, const vg_identity_t *id, vg_patterns_t *view)
+{
+    if (id->has_channels) {
+        view->items = id->channels;
+        view->count = id->num_channels;
+    } else {
+        *view = app->default_channels;
+    }
+}
+
 void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view)
 {
     view->items = NULL;
     view->count = 0;
-    if (!s->authenticated)
-        return;
-    if (s->identity.has_channels) {
-        view->items = s->identity.channels;
-        view->count = s->identity.num_channels;
-    } else {
-        *view = s->app->default_channels;
-    }
+    if (s->authenticated)
+        vg_identity_allowed(s->app, &s->identity, view);
 }
 
 static void append_pattern(const char *pattern, size_t len, void *arg)
