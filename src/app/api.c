@@ -106,6 +106,36 @@ static json_t *parse_body(vg_session_t *s, vg_http_request_t *req)
 
 /* ---- POST /api/publish ---- */
 
+/* Fields of a published message that vigil itself sets or reads; any other top-level field is
+ * the publisher's own envelope field, delivered beside them (docs/profiles/: OpenEye's
+ * camera_event carries camera_id and event_type at the top level). */
+static const char *const envelope_fields[] = {"channel", "type", "data", "id", "offset",
+                                              "timestamp", "messages"};
+
+static int collect_extra(json_t *m, const char *prefix, vg_publish_t *out, char *err,
+                         size_t errlen)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(m, key, value)
+    {
+        size_t i = 0;
+        while (i < VG_ARRAY_SIZE(envelope_fields) && strcmp(key, envelope_fields[i]) != 0)
+            i++;
+        if (i < VG_ARRAY_SIZE(envelope_fields))
+            continue;
+        if (strlen(key) > MAX_TYPE_LEN) {
+            snprintf(err, errlen, "%s%.40s...: envelope field names are at most %d characters",
+                     prefix, key, MAX_TYPE_LEN);
+            return -1;
+        }
+        if (out->extra == NULL)
+            out->extra = json_object();
+        json_object_set(out->extra, key, value);
+    }
+    return 0;
+}
+
 /* Checks one message object; on error writes a message naming the field (prefix + name). */
 static int check_message(json_t *m, const char *prefix, vg_publish_t *out, char *err, size_t errlen)
 {
@@ -142,7 +172,8 @@ static int check_message(json_t *m, const char *prefix, vg_publish_t *out, char 
     out->channel = json_string_value(channel);
     out->type = json_string_value(type);
     out->data = json_object_get(m, "data");
-    return 0;
+    out->extra = NULL;
+    return collect_extra(m, prefix, out, err, errlen);
 }
 
 static void handle_publish(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
@@ -175,9 +206,12 @@ static void handle_publish(vg_session_t *s, vg_http_request_t *req, const vg_rou
         json_t *m = batch ? json_array_get(batch, i) : body;
         if (batch != NULL)
             snprintf(prefix, sizeof(prefix), "messages[%zu].", i);
+        msgs[i].extra = NULL;
         if (check_message(m, prefix, &msgs[i], err, sizeof(err)) != 0 ||
             (vg_acks_prepare(s->app, m, &msgs[i], ids[i], &why) != 0 &&
              snprintf(err, sizeof(err), "%s%s", prefix, why) > 0)) {
+            for (size_t k = 0; k <= i; k++)
+                json_decref(msgs[k].extra);
             vg_free(ids);
             vg_free(msgs);
             goto bad;
@@ -185,6 +219,8 @@ static void handle_publish(vg_session_t *s, vg_http_request_t *req, const vg_rou
     }
     /* Acknowledged-delivery messages are durable before anyone hears of them. */
     if (vg_acks_commit(s->app, msgs, n) != 0) {
+        for (size_t k = 0; k < n; k++)
+            json_decref(msgs[k].extra);
         vg_free(ids);
         vg_free(msgs);
         json_decref(body);
@@ -193,6 +229,8 @@ static void handle_publish(vg_session_t *s, vg_http_request_t *req, const vg_rou
     }
     uint64_t *offsets = vg_malloc(n * sizeof(*offsets));
     vg_hub_publish(s->app->hub, msgs, n, offsets);
+    for (size_t i = 0; i < n; i++)
+        json_decref(msgs[i].extra);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, json_integer((json_int_t)offsets[i]));

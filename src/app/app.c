@@ -8,6 +8,7 @@
 
 #include "app/channel.h"
 #include "app/hub.h"
+#include "app/profiles.h"
 #include "app/state.h"
 #include "app/store.h"
 #include "app/web_assets.h"
@@ -271,6 +272,9 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     if (cfg->echo)
         add(app, "/echo", VG_M_GET, handle_websocket, &vg_echo_endpoint);
     vg_api_register(app);
+    int rc = vg_profiles_init(app, err, errlen);
+    if (rc != 0)
+        return rc;
     /* Last: any other path is a static file or 404, whatever the method. */
     add(app, "/*", VG_M_ANY, handle_static, NULL);
     return 0;
@@ -279,6 +283,17 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
 void vg_app_route(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler)
 {
     add(app, path, methods, handler, NULL);
+}
+
+void vg_app_route_ex(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler,
+                     const void *extra)
+{
+    add(app, path, methods, handler, extra);
+}
+
+void vg_app_route_ws(vg_app_t *app, const char *path, const vg_ws_endpoint_t *endpoint)
+{
+    add(app, path, VG_M_GET, handle_websocket, endpoint);
 }
 
 void vg_app_count_refusal(vg_app_t *app, const char *reason)
@@ -299,6 +314,7 @@ void vg_app_count_refusal(vg_app_t *app, const char *reason)
 
 void vg_app_dispose(vg_app_t *app)
 {
+    vg_profiles_dispose(app);
     vg_router_dispose(&app->router);
     vg_state_free(app->state);
     vg_store_free(app->store);

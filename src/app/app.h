@@ -21,6 +21,17 @@
 
 typedef struct vg_session_s vg_session_t;
 
+/* How a profile endpoint departs from the server-wide options (zero fields: the server's). */
+typedef struct vg_endpoint_policy_s {
+    int anonymous;          /* no token needed: every client is user "anonymous" */
+    int max_per_user;       /* connections one user may hold on this endpoint's users */
+    int replace_previous;   /* a user's new connection closes their previous one here */
+    double ping_interval;   /* seconds */
+    double ping_timeout;    /* seconds */
+    const char *ping_text;  /* the server's ping as a text message (e.g. {"type":"ping"}), not a
+                               WebSocket ping frame */
+} vg_endpoint_policy_t;
+
 /* What a WebSocket endpoint does with its connections. */
 typedef struct vg_ws_endpoint_s {
     const char *path;                /* for logs and the admin API */
@@ -29,6 +40,10 @@ typedef struct vg_ws_endpoint_s {
     void (*on_open)(vg_session_t *s);
     void (*on_message)(vg_session_t *s, int opcode, uint8_t *data, size_t len);
     void (*on_close)(vg_session_t *s); /* may be NULL */
+    /* The wire format of delivered messages; NULL: the native envelope as published. */
+    const struct vg_format_s *format;
+    /* Profile endpoints: options that replace the server-wide ones (may be NULL). */
+    const struct vg_endpoint_policy_s *policy;
 } vg_ws_endpoint_t;
 
 /* An HTTP handler answers the request through vg_session_respond* (or upgrades). */
@@ -67,6 +82,7 @@ typedef struct vg_app_s {
         uint64_t count;
     } refusals[32];
     size_t num_refusals;
+    void **profile_state; /* app/profiles.c: each enabled profile's state */
 } vg_app_t;
 
 struct vg_session_s {
@@ -112,8 +128,13 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
 void vg_app_dispose(vg_app_t *app);
 /* Counts a refused WebSocket handshake under its (static) reason, for /metrics. */
 void vg_app_count_refusal(vg_app_t *app, const char *reason);
-/* Adds a route (before the static catch-all; call from vg_api_register). */
+/* Adds a route (before the static catch-all; call from vg_api_register or a profile). */
 void vg_app_route(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler);
+/* The same with handler data (m->route->extra). */
+void vg_app_route_ex(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler,
+                     const void *extra);
+/* Adds a WebSocket endpoint at path (GET with Upgrade; the endpoint must outlive the app). */
+void vg_app_route_ws(vg_app_t *app, const char *path, const vg_ws_endpoint_t *endpoint);
 /* The server callbacks that tie workers and connections to the app. */
 extern const vg_server_callbacks_t vg_app_server_callbacks;
 /* vg_server_callbacks_t.on_accept: makes a session for a new connection. */

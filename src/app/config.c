@@ -13,7 +13,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
-enum opt_type { T_BOOL, T_INT, T_SIZE, T_SECONDS, T_STRING, T_LIST, T_LOGLEVEL, T_LOGFORMAT };
+/* T_CSV: a comma-separated string; a flag given again adds to it (--profile a --profile b). */
+enum opt_type { T_BOOL, T_INT, T_SIZE, T_SECONDS, T_STRING, T_CSV, T_LIST, T_LOGLEVEL, T_LOGFORMAT };
 
 typedef struct option_s {
     const char *name; /* flag without dashes; env is VIGIL_ + upper(name) with '-' -> '_' */
@@ -90,6 +91,52 @@ static const option_t options[] = {
      "NAME:TYPE:SECONDS,...: publish state document NAME on channel NAME as TYPE periodically"},
     {"ping-timeout", T_SECONDS, OFF(ping_timeout), 0.01, 86400, "60",
      "seconds of silence (not even a pong) before a connection is closed"},
+    {"refuse-websocket", T_BOOL, OFF(refuse_websocket), 0, 0, "false",
+     "answer every WebSocket upgrade with 403 (to test clients' SSE/long-poll fallback)"},
+    {"rpc-url", T_STRING, OFF(rpc_url), 0, 0, NULL,
+     "backend URL that client RPCs and Socket.IO events are POSTed to"},
+    {"rpc-timeout", T_SECONDS, OFF(rpc_timeout), 0.1, 300, "10",
+     "seconds the backend has to answer an RPC"},
+    {"demo", T_BOOL, OFF(demo), 0, 0, "false",
+     "run the simulated camera fleet and log browsers in as a demo user"},
+    {"demo-cameras", T_INT, OFF(demo_cameras), 1, 256, "8", "cameras in the demo fleet"},
+    {"profile", T_CSV, OFF(profiles), 0, 0, NULL,
+     "compatibility profiles: openeye, phase10, visionguard, socketio or all (repeatable)"},
+    {"openeye-channels", T_STRING, OFF(openeye_channels), 0, 0, "cameras.>,alerts.>",
+     "channels whose messages OpenEye clients receive (camera_event, alert, ...)"},
+    {"openeye-statistics", T_STRING, OFF(openeye_statistics), 0, 0, "statistics",
+     "state document sent to OpenEye clients as statistics_update"},
+    {"openeye-statistics-interval", T_SECONDS, OFF(openeye_statistics_interval), 0.05, 86400,
+     "5", "seconds between statistics_update messages (also sent on change)"},
+    {"openeye-auth", T_BOOL, OFF(openeye_auth), 0, 0, "true", "OpenEye clients need a token"},
+    {"phase10-channels", T_STRING, OFF(phase10_channels), 0, 0, "events.>",
+     "channels whose messages Phase 10 clients receive as {type:event}"},
+    {"phase10-status", T_STRING, OFF(phase10_status), 0, 0, "status",
+     "state document sent to Phase 10 clients as {type:status} on change"},
+    {"phase10-auth", T_BOOL, OFF(phase10_auth), 0, 0, "true",
+     "Phase 10 clients need a token (seed 002 had none)"},
+    {"visionguard-channels", T_STRING, OFF(visionguard_channels), 0, 0, "anomalies.{user}",
+     "channels of VisionGuard alerts ({user} is the path's user id); acknowledged delivery"},
+    {"visionguard-auth", T_BOOL, OFF(visionguard_auth), 0, 0, "true",
+     "VisionGuard clients need a token whose sub is the path's user id"},
+    {"visionguard-ping-interval", T_SECONDS, OFF(visionguard_ping_interval), 0.01, 86400, "30",
+     "seconds between the server's {type:ping} messages"},
+    {"visionguard-ping-timeout", T_SECONDS, OFF(visionguard_ping_timeout), 0.01, 86400, "60",
+     "seconds without a pong before a VisionGuard connection is closed"},
+    {"socketio-status", T_STRING, OFF(socketio_status), 0, 0, "status",
+     "state document emitted to Socket.IO clients as status_update"},
+    {"socketio-status-interval", T_SECONDS, OFF(socketio_status_interval), 0.01, 86400, "0.5",
+     "seconds between status_update events"},
+    {"socketio-events", T_STRING, OFF(socketio_events), 0, 0, NULL,
+     "PATTERN=EVENT,...: channels whose messages are emitted as Socket.IO events"},
+    {"socketio-auth", T_BOOL, OFF(socketio_auth), 0, 0, "false",
+     "Socket.IO clients need a token (in the CONNECT auth payload or ?token=)"},
+    {"socketio-cors", T_STRING, OFF(socketio_cors), 0, 0, "*",
+     "Access-Control-Allow-Origin for Socket.IO polling requests (* or origins)"},
+    {"socketio-ping-interval", T_SECONDS, OFF(socketio_ping_interval), 0.01, 86400, "25",
+     "Engine.IO pingInterval"},
+    {"socketio-ping-timeout", T_SECONDS, OFF(socketio_ping_timeout), 0.01, 86400, "20",
+     "Engine.IO pingTimeout"},
     {"config", T_STRING, OFF(config_file), 0, 0, NULL, "JSON config file"},
 };
 
@@ -202,6 +249,20 @@ static int set_option(vg_config_t *cfg, const option_t *o, const char *value, in
         vg_free(*(char **)field);
         *(char **)field = vg_strdup(value);
         return 0;
+    case T_CSV: {
+        char *old = *(char **)field;
+        if (append && old != NULL && old[0] != '\0') {
+            size_t n = strlen(old) + strlen(value) + 2;
+            char *joined = vg_malloc(n);
+            snprintf(joined, n, "%s,%s", old, value);
+            vg_free(old);
+            *(char **)field = joined;
+        } else {
+            vg_free(old);
+            *(char **)field = vg_strdup(value);
+        }
+        return 0;
+    }
     case T_LIST: {
         struct sockaddr_storage addr;
         if (vg_parse_listen_addr(value, &addr) != 0)
@@ -306,14 +367,15 @@ static int apply_file(vg_config_t *cfg, const char *path, char *err, size_t errl
             rc = VG_ECONFIG;
             goto Exit;
         }
-        if (o->type == T_LIST && json_is_array(v)) {
-            free_list(cfg);
+        if ((o->type == T_LIST || o->type == T_CSV) && json_is_array(v)) {
+            if (o->type == T_LIST)
+                free_list(cfg);
             size_t i;
             json_t *item;
             json_array_foreach(v, i, item)
             {
                 if (json_to_text(item, text, sizeof(text)) != 0 ||
-                    set_option(cfg, o, text, 1, source, err, errlen) != 0)
+                    set_option(cfg, o, text, i > 0 || o->type == T_LIST, source, err, errlen) != 0)
                     goto bad_value;
             }
             continue;
@@ -387,7 +449,7 @@ static const option_t *flag_option(const char *arg, const char **inline_value)
 static int apply_flags(vg_config_t *cfg, int argc, const char *const *argv, int pass_config,
                        char *err, size_t errlen)
 {
-    int listen_from_flags = 0;
+    int listen_from_flags = 0, csv_from_flags = 0;
     for (int i = 0; i < argc; i++) {
         const char *value;
         const option_t *o = flag_option(argv[i], &value);
@@ -407,7 +469,8 @@ static int apply_flags(vg_config_t *cfg, int argc, const char *const *argv, int 
         int is_config = strcmp(o->name, "config") == 0;
         if (is_config != pass_config)
             continue;
-        int append = o->type == T_LIST && listen_from_flags++ > 0;
+        int append = (o->type == T_LIST && listen_from_flags++ > 0) ||
+                     (o->type == T_CSV && csv_from_flags++ > 0);
         if (set_option(cfg, o, value, append, "command line", err, errlen) != 0)
             return VG_ECONFIG;
     }
@@ -445,7 +508,11 @@ void vg_config_dispose(vg_config_t *cfg)
     char **strings[] = {&cfg->data_dir,        &cfg->config_file,      &cfg->jwt_secret,
                         &cfg->jwt_public_key,  &cfg->jwt_issuer,       &cfg->jwt_audience,
                         &cfg->api_key,         &cfg->default_channels, &cfg->allowed_origins,
-                        &cfg->state_broadcast, &cfg->ack_channels,     &cfg->durable_channels};
+                        &cfg->state_broadcast, &cfg->ack_channels,     &cfg->durable_channels,
+                        &cfg->rpc_url,         &cfg->profiles,         &cfg->openeye_channels,
+                        &cfg->openeye_statistics, &cfg->phase10_channels, &cfg->phase10_status,
+                        &cfg->visionguard_channels, &cfg->socketio_status, &cfg->socketio_events,
+                        &cfg->socketio_cors};
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         vg_free(*strings[i]);
     memset(cfg, 0, sizeof(*cfg));

@@ -55,6 +55,31 @@ typedef struct vg_config_s {
     double state_interval;
     char *state_broadcast; /* comma-separated NAME:TYPE:SECONDS */
     char *config_file;
+    int refuse_websocket; /* answer upgrades with 403 (testing fallbacks) */
+    char *rpc_url;        /* backend for client RPCs */
+    double rpc_timeout;
+    int demo;             /* serve --demo: the simulated fleet and a demo login */
+    int demo_cameras;
+    /* compatibility profiles (docs/profiles/) */
+    char *profiles; /* comma-separated names, or "all" */
+    char *openeye_channels;
+    char *openeye_statistics;
+    double openeye_statistics_interval;
+    int openeye_auth;
+    char *phase10_channels;
+    char *phase10_status;
+    int phase10_auth;
+    char *visionguard_channels;
+    int visionguard_auth;
+    double visionguard_ping_interval;
+    double visionguard_ping_timeout;
+    char *socketio_status;
+    double socketio_status_interval;
+    char *socketio_events;
+    int socketio_auth;
+    char *socketio_cors;
+    double socketio_ping_interval;
+    double socketio_ping_timeout;
 } vg_config_t;
 
 /* Fills cfg from defaults, the config file, the environment (envp) and argv (the arguments after

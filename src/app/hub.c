@@ -19,7 +19,7 @@ const double vg_hub_latency_bounds_us[16] = {50,     100,   250,   500,   1000, 
                                              5000,   10000, 25000, 50000, 100000, 250000,
                                              500000, 1e6,   2.5e6, 1e300};
 
-enum item_kind { ITEM_MESSAGE, ITEM_BROADCAST, ITEM_DISCONNECT };
+enum item_kind { ITEM_MESSAGE, ITEM_BROADCAST, ITEM_DISCONNECT, ITEM_CALL };
 
 /* One unit of work for the workers, shared by all of them (refcounted). */
 typedef struct item_s {
@@ -36,6 +36,9 @@ typedef struct item_s {
     uint64_t conn_id; /* DISCONNECT */
     int code;         /* DISCONNECT */
     char *reason;     /* DISCONNECT */
+    void (*call)(vg_worker_t *w, void *arg); /* CALL */
+    void (*call_cancel)(void *arg);          /* CALL: when it never ran */
+    void *call_arg;
 } item_t;
 
 typedef struct channel_s channel_t;
@@ -75,6 +78,13 @@ typedef struct hub_worker_s {
     uv_timer_t ticker; /* worker 0 only */
     int has_ticker;
     int closing_handles; /* freed when the last of its handles is closed */
+    /* Frames rendered in other formats for the message being fanned out (vg_hub_render). */
+    struct rendered_s {
+        const vg_format_t *format;
+        vg_chunk_t *frame; /* NULL: the format does not carry this message */
+    } rendered[8];
+    size_t num_rendered;
+    const vg_chunk_t *rendering; /* the native frame they were rendered from, or NULL */
 } hub_worker_t;
 
 struct vg_hub_s {
@@ -101,6 +111,8 @@ static void item_unref(item_t *it)
 {
     if (atomic_fetch_sub_explicit(&it->refcnt, 1, memory_order_acq_rel) != 1)
         return;
+    if (it->kind == ITEM_CALL && it->call != NULL && it->call_cancel != NULL)
+        it->call_cancel(it->call_arg); /* never ran */
     vg_chunk_unref(it->frame);
     vg_free(it->channel);
     vg_free(it->type);
@@ -276,7 +288,26 @@ static channel_t *channel_get(vg_hub_t *h, const char *name)
     return c;
 }
 
-/* {"type":T,"channel":C,"offset":N,"timestamp":"...","data":D}, framed once. */
+/* The publisher's envelope fields, each followed by a comma. */
+static void append_extra(vg_buf_t *b, json_t *extra)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(extra, key, value)
+    {
+        char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text == NULL)
+            continue;
+        vg_buf_append_str(b, "\"");
+        vg_buf_append_json_escaped(b, key, strlen(key));
+        vg_buf_append_str(b, "\":");
+        vg_buf_append_str(b, text);
+        vg_buf_append_str(b, ",");
+        free(text);
+    }
+}
+
+/* {"type":T,"channel":C,"offset":N,"timestamp":"...",<extra>,"data":D}, framed once. */
 static vg_chunk_t *encode_message(const vg_publish_t *m, uint64_t offset, int64_t now_ms)
 {
     vg_buf_t b = VG_BUF_INIT;
@@ -287,6 +318,7 @@ static vg_chunk_t *encode_message(const vg_publish_t *m, uint64_t offset, int64_
     vg_buf_append_str(&b, "\",\"channel\":\"");
     vg_buf_append_json_escaped(&b, m->channel, strlen(m->channel));
     vg_buf_printf(&b, "\",\"offset\":%llu,\"timestamp\":\"%s\",", (unsigned long long)offset, ts);
+    append_extra(&b, m->extra);
     if (m->id != NULL) {
         vg_buf_append_str(&b, "\"id\":\"");
         vg_buf_append_json_escaped(&b, m->id, strlen(m->id));
@@ -409,6 +441,20 @@ void vg_hub_disconnect(vg_hub_t *h, const char *user, uint64_t conn_id, int code
     pthread_mutex_unlock(&h->publish_lock);
 }
 
+void vg_hub_run_on(vg_hub_t *h, int worker_id, void (*fn)(vg_worker_t *w, void *arg), void *arg,
+                   void (*fn_cancel)(void *arg))
+{
+    item_t *it = item_new(ITEM_CALL);
+    it->call = fn;
+    it->call_arg = arg;
+    it->call_cancel = fn_cancel;
+    pthread_mutex_lock(&h->publish_lock);
+    if (worker_id >= 0 && worker_id < h->num_workers && h->workers[worker_id] != NULL)
+        inbox_push(h->workers[worker_id], it);
+    pthread_mutex_unlock(&h->publish_lock);
+    item_unref(it);
+}
+
 /* ---- delivery (worker thread) ---- */
 
 static void record_latency(hub_worker_t *hw, uint64_t published_ns)
@@ -437,14 +483,44 @@ typedef struct delivery_s {
 static void on_match(vg_subscriber_t *sub, void *arg)
 {
     const item_t *it = ((delivery_t *)arg)->item;
+    if (sub->deliver != NULL) {
+        vg_delivery_t d = {it->channel, it->channel_len, it->type, it->offset, it->frame};
+        sub->deliver(sub, &d);
+        return;
+    }
     if (it->id != NULL && vg_session_already_replayed(sub->data, it->id))
         return;
     vg_session_deliver(sub->data, it->channel, it->channel_len, it->type, it->offset, it->frame);
 }
 
+static void forget_rendered(hub_worker_t *hw)
+{
+    for (size_t i = 0; i < hw->num_rendered; i++)
+        vg_chunk_unref(hw->rendered[i].frame);
+    hw->num_rendered = 0;
+    hw->rendering = NULL;
+}
+
+vg_chunk_t *vg_hub_render(vg_worker_t *w, const vg_format_t *format, const vg_delivery_t *d)
+{
+    hub_worker_t *hw = w->data;
+    if (hw == NULL || hw->rendering != d->frame)
+        return format->render(d); /* not fanning out (a replay): nothing to share */
+    for (size_t i = 0; i < hw->num_rendered; i++)
+        if (hw->rendered[i].format == format)
+            return hw->rendered[i].frame ? vg_chunk_ref(hw->rendered[i].frame) : NULL;
+    vg_chunk_t *frame = format->render(d);
+    if (hw->num_rendered < sizeof(hw->rendered) / sizeof(hw->rendered[0])) {
+        hw->rendered[hw->num_rendered].format = format;
+        hw->rendered[hw->num_rendered++].frame = frame ? vg_chunk_ref(frame) : NULL;
+    }
+    return frame;
+}
+
 static void deliver_message(hub_worker_t *hw, const item_t *it)
 {
     delivery_t d = {it};
+    hw->rendering = it->frame;
     vg_subs_match(hw->subs, it->channel, it->channel_len, on_match, &d);
     for (vg_session_t *s = hw->type_listeners, *next; s != NULL; s = next) {
         next = s->_tl_next;
@@ -452,6 +528,7 @@ static void deliver_message(hub_worker_t *hw, const item_t *it)
         vg_session_deliver_by_type(s, it->channel, it->channel_len, it->type, it->offset,
                                    it->frame);
     }
+    forget_rendered(hw);
     record_latency(hw, it->published_ns);
 }
 
@@ -482,10 +559,15 @@ static void drain_inbox(hub_worker_t *hw)
     hw->inbox_len = hw->inbox_cap = 0;
     pthread_mutex_unlock(&hw->lock);
     for (size_t i = 0; i < n; i++) {
-        if (items[i]->kind == ITEM_MESSAGE)
+        if (items[i]->kind == ITEM_MESSAGE) {
             deliver_message(hw, items[i]);
-        else
+        } else if (items[i]->kind == ITEM_CALL) {
+            void (*call)(vg_worker_t *, void *) = items[i]->call;
+            items[i]->call = NULL; /* ran: no cancel */
+            call(hw->worker, items[i]->call_arg);
+        } else {
             run_command(hw, items[i]);
+        }
         item_unref(items[i]);
     }
     vg_free(items);

@@ -46,7 +46,38 @@ typedef struct vg_publish_s {
     const char *type;
     json_t *data;   /* borrowed */
     const char *id; /* acknowledged-delivery message id, or NULL */
+    /* Publisher-chosen envelope fields (an object, borrowed, or NULL), written after "timestamp"
+     * so a compatibility profile can give its client the exact top-level fields it expects
+     * (e.g. OpenEye's camera_event has camera_id and event_type beside data). */
+    json_t *extra;
 } vg_publish_t;
+
+/* One message as a worker delivers it. */
+typedef struct vg_delivery_s {
+    const char *channel;
+    size_t channel_len;
+    const char *type;
+    uint64_t offset;
+    vg_chunk_t *frame; /* the native frame: {"type","channel","offset","timestamp",...,"data"} */
+} vg_delivery_t;
+
+/* A wire format other than the native one (a compatibility profile): render() turns a native
+ * frame into the format's frame, or returns NULL when the format does not carry that message.
+ * A worker renders each message at most once per format (vg_hub_render caches it while the
+ * message is being fanned out), so a profile costs one encode per message, not per socket. */
+typedef struct vg_format_s {
+    const char *name;
+    vg_chunk_t *(*render)(const vg_delivery_t *d); /* one reference for the caller, or NULL */
+} vg_format_t;
+
+/* Worker thread: the frame for d in `format` (one reference for the caller) or NULL. */
+vg_chunk_t *vg_hub_render(vg_worker_t *w, const vg_format_t *format, const vg_delivery_t *d);
+
+/* Runs fn(w, arg) on worker `worker_id`'s thread, in order with its deliveries (e.g. a
+ * Socket.IO session whose transport lives on another worker).  Thread-safe.  When that worker is
+ * not running, fn is not called and fn_cancel(arg) (may be NULL) is, on the calling thread. */
+void vg_hub_run_on(vg_hub_t *h, int worker_id, void (*fn)(vg_worker_t *w, void *arg), void *arg,
+                   void (*fn_cancel)(void *arg));
 
 /* History limits (--history-size, --history-ttl, --history-memory). */
 typedef struct vg_hub_history_s {

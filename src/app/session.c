@@ -245,9 +245,21 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
                                  "Sec-WebSocket-Key must be 16 bytes in base64", NULL);
         return;
     }
-    const char *fail_reason = NULL;
-    if (ep->authenticate && vg__wsuser_preupgrade(s, req, &fail_reason) != 0)
+    if (s->app->cfg->refuse_websocket && ep != &vg_echo_endpoint) {
+        /* For testing clients' fallback: what a proxy that blocks WebSocket does. */
+        vg_app_count_refusal(s->app, "websocket refused by configuration");
+        vg_session_respond_error(s, 403, "websocket_refused",
+                                 "WebSocket is refused here (--refuse-websocket); use SSE or "
+                                 "long-polling",
+                                 NULL);
         return;
+    }
+    const char *fail_reason = NULL;
+    s->endpoint = ep; /* its policy decides how to authenticate */
+    if (ep->authenticate && vg__wsuser_preupgrade(s, req, &fail_reason) != 0) {
+        s->endpoint = NULL;
+        return;
+    }
     char accept[29], hdr[256];
     vg_ws_accept_key(key.base, key.len, accept);
     s->subprotocol = pick_subprotocol(req, ep);

@@ -29,6 +29,7 @@ typedef struct doc_s {
 typedef struct broadcast_s {
     vg_state_broadcast_t spec;
     int64_t next_ms;
+    uint64_t sent_version; /* of the document last published (on_change feeds) */
 } broadcast_t;
 
 struct vg_state_s {
@@ -116,6 +117,7 @@ void vg_state_free(vg_state_t *st)
     for (size_t i = 0; i < st->num_broadcasts; i++) {
         vg_free(st->broadcasts[i].spec.name);
         vg_free(st->broadcasts[i].spec.type);
+        vg_free(st->broadcasts[i].spec.channel);
     }
     vg_free(st->broadcasts);
     pthread_mutex_destroy(&st->lock);
@@ -136,8 +138,24 @@ int vg_state_add_broadcast(vg_state_t *st, const char *spec)
     bc->spec.name = vg_strndup(spec, (size_t)(a - spec));
     bc->spec.type = vg_strndup(a + 1, (size_t)(b - a - 1));
     bc->spec.seconds = seconds;
+    bc->spec.channel = NULL;
+    bc->spec.on_change = 0;
     bc->next_ms = 0;
+    bc->sent_version = 0;
     return 0;
+}
+
+void vg_state_add_feed(vg_state_t *st, const vg_state_broadcast_t *spec)
+{
+    st->broadcasts = vg_realloc(st->broadcasts, (st->num_broadcasts + 1) * sizeof(broadcast_t));
+    broadcast_t *bc = &st->broadcasts[st->num_broadcasts++];
+    bc->spec.name = vg_strdup(spec->name);
+    bc->spec.type = vg_strdup(spec->type);
+    bc->spec.seconds = spec->seconds;
+    bc->spec.channel = spec->channel ? vg_strdup(spec->channel) : NULL;
+    bc->spec.on_change = spec->on_change;
+    bc->next_ms = 0;
+    bc->sent_version = 0;
 }
 
 static doc_t *find(vg_state_t *st, const char *name, int create)
@@ -282,16 +300,20 @@ static void run_broadcasts(vg_state_t *st, int64_t now_ms)
 {
     for (size_t i = 0; i < st->num_broadcasts; i++) {
         broadcast_t *bc = &st->broadcasts[i];
-        if (now_ms < bc->next_ms)
-            continue;
-        bc->next_ms = now_ms + (int64_t)(bc->spec.seconds * 1000);
         pthread_mutex_lock(&st->lock);
         doc_t *d = find(st, bc->spec.name, 0);
-        json_t *doc = d && d->doc ? json_deep_copy(d->doc) : NULL;
+        uint64_t version = d && d->doc ? d->version : 0;
+        int periodic = bc->spec.seconds > 0 && now_ms >= bc->next_ms;
+        int changed = bc->spec.on_change && version != 0 && version != bc->sent_version;
+        json_t *doc = (periodic || changed) && version != 0 ? json_deep_copy(d->doc) : NULL;
         pthread_mutex_unlock(&st->lock);
+        if (periodic)
+            bc->next_ms = now_ms + (int64_t)(bc->spec.seconds * 1000);
         if (doc == NULL)
             continue;
-        vg_publish_t m = {bc->spec.name, bc->spec.type, doc};
+        bc->sent_version = version;
+        vg_publish_t m = {bc->spec.channel ? bc->spec.channel : bc->spec.name, bc->spec.type, doc,
+                          NULL, NULL};
         uint64_t offset;
         vg_hub_publish(st->hub, &m, 1, &offset);
         json_decref(doc);

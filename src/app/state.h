@@ -27,7 +27,9 @@ typedef struct vg_hub_s vg_hub_t;
 typedef struct vg_state_broadcast_s {
     char *name;
     char *type;
-    double seconds;
+    double seconds; /* 0: not periodic */
+    char *channel;  /* where it is published; NULL: the channel NAME */
+    int on_change;  /* also publish (within one tick) whenever the document's version changes */
 } vg_state_broadcast_t;
 
 typedef struct vg_store_s vg_store_t;
@@ -38,6 +40,11 @@ vg_state_t *vg_state_new(vg_hub_t *hub, double interval_seconds, vg_store_t *sto
 void vg_state_free(vg_state_t *st);
 /* Parses "NAME:TYPE:SECONDS" and adds it.  Returns 0 or VG_EINVAL. */
 int vg_state_add_broadcast(vg_state_t *st, const char *spec);
+
+/* Adds a full-document feed (compatibility profiles: OpenEye's statistics_update every 5 s and on
+ * change, Socket.IO's status_update every 500 ms).  The message is {"type":TYPE,...,"data":DOC}
+ * on spec->channel.  Strings are copied. */
+void vg_state_add_feed(vg_state_t *st, const vg_state_broadcast_t *spec);
 
 /* Replaces the document (creating it).  Writes the new version.  Returns 0, or VG_ESTORE when it
  * could not be stored (nothing changed then). */

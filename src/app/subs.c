@@ -381,6 +381,7 @@ void vg_subs_free(vg_subs_t *s)
 void vg_subscriber_init(vg_subscriber_t *sub, void *data)
 {
     sub->data = data;
+    sub->deliver = NULL;
     sub->_stamp = 0;
     sub->_entries = NULL;
     sub->_count = 0;

@@ -20,6 +20,10 @@ typedef struct vg_sub_entry_s vg_sub_entry_t; /* private: one (subscriber, patte
 
 typedef struct vg_subscriber_s {
     void *data; /* public: the owner (e.g. the session) */
+    /* public: how the hub delivers to this subscriber; NULL for a vg_session_t in data (the hub
+     * calls vg_session_deliver).  Other owners (a Socket.IO session) set their own; the argument
+     * is a const vg_delivery_t *. */
+    void (*deliver)(struct vg_subscriber_s *sub, const void *delivery);
     /* private */
     uint64_t _stamp;          /* last vg_subs_match call that reached this subscriber */
     vg_sub_entry_t *_entries; /* this subscriber's subscriptions (a list) */

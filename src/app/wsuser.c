@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,25 @@ int vg__wsuser_authenticate(vg_session_t *s, vg_http_request_t *req, const char 
     return VG_EAUTH;
 }
 
+static const vg_endpoint_policy_t no_policy;
+
+static const vg_endpoint_policy_t *policy(const vg_session_t *s)
+{
+    return s->endpoint != NULL && s->endpoint->policy != NULL ? s->endpoint->policy : &no_policy;
+}
+
+static double ping_interval(const vg_session_t *s)
+{
+    double v = policy(s)->ping_interval;
+    return v > 0 ? v : s->app->cfg->ping_interval;
+}
+
+static double ping_timeout(const vg_session_t *s)
+{
+    double v = policy(s)->ping_timeout;
+    return v > 0 ? v : s->app->cfg->ping_timeout;
+}
+
 int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason)
 {
     if (!origin_allowed(s->app, req)) {
@@ -77,7 +97,9 @@ int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **
     }
     /* Seed 001's clients expect the handshake to succeed and the socket to close with 1008 and
      * a reason, rather than an HTTP error they cannot read from JavaScript. */
-    if (vg__wsuser_authenticate(s, req, fail_reason) != 0)
+    if (policy(s)->anonymous)
+        vg_identity_init_anonymous(&s->identity);
+    else if (vg__wsuser_authenticate(s, req, fail_reason) != 0)
         return 0;
     s->authenticated = 1;
     return 0;
@@ -105,6 +127,20 @@ static void refuse(vg_session_t *s, const char *reason)
     vg_session_ws_close(s, VG_WS_CLOSE_POLICY, reason);
 }
 
+/* Seed 003 keeps one connection per user: the newest wins and the others are told why. */
+static void collect_same_endpoint(vg_reg_entry_t *e, void *arg)
+{
+    vg_session_t *s = arg;
+    if (e != &s->reg && strcmp(e->endpoint, s->endpoint->path) == 0)
+        vg_hub_disconnect(s->app->hub, NULL, e->conn_id, VG_WS_CLOSE_POLICY,
+                          "replaced by a newer connection");
+}
+
+static void close_previous(vg_session_t *s)
+{
+    vg_registry_each(s->app->registry, s->identity.user, collect_same_endpoint, s);
+}
+
 void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
 {
     vg_subscriber_init(&s->subscriber, s);
@@ -113,11 +149,17 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         return;
     }
     vg__wsuser_registry_init(s);
-    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
-                        s->app->cfg->max_connections_per_user) != 0) {
+    const vg_endpoint_policy_t *p = policy(s);
+    int limit = p->max_per_user > 0 ? p->max_per_user : s->app->cfg->max_connections_per_user;
+    if (p->anonymous)
+        limit = INT_MAX; /* everyone is "anonymous": a per-user limit would be a global one */
+    if (p->replace_previous) {
+        close_previous(s);
+        limit = INT_MAX;
+    }
+    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user, limit) != 0) {
         vg_notice("conn %" PRIu64 " from %s: user %s refused: too many connections (limit %d)",
-                  s->conn->id, s->conn->peer, s->identity.user,
-                  s->app->cfg->max_connections_per_user);
+                  s->conn->id, s->conn->peer, s->identity.user, limit);
         vg_app_count_refusal(s->app, "too many connections");
         vg_session_ws_close(s, VG_WS_CLOSE_POLICY, "too many connections");
         return;
@@ -157,10 +199,9 @@ void vg__wsuser_schedule(vg_session_t *s)
 {
     if (!s->registered || s->ws == NULL || s->ws->state != VG_WS_OPEN)
         return;
-    const vg_config_t *cfg = s->app->cfg;
     uint64_t now = loop_now(s);
-    uint64_t next = s->last_ping + seconds_to_ms(cfg->ping_interval);
-    uint64_t dead = s->last_seen + seconds_to_ms(cfg->ping_timeout);
+    uint64_t next = s->last_ping + seconds_to_ms(ping_interval(s));
+    uint64_t dead = s->last_seen + seconds_to_ms(ping_timeout(s));
     uint64_t exp = expiry_deadline(s);
     if (dead < next)
         next = dead;
@@ -171,9 +212,8 @@ void vg__wsuser_schedule(vg_session_t *s)
 
 void vg__wsuser_timer(vg_session_t *s)
 {
-    const vg_config_t *cfg = s->app->cfg;
     uint64_t now = loop_now(s);
-    if (now - s->last_seen >= seconds_to_ms(cfg->ping_timeout)) {
+    if (now - s->last_seen >= seconds_to_ms(ping_timeout(s))) {
         vg_notice("conn %" PRIu64 " from %s: user %s closed: heartbeat timeout", s->conn->id,
                   s->conn->peer, s->identity.user);
         vg_session_ws_close(s, VG_WS_CLOSE_GOING_AWAY, "heartbeat timeout");
@@ -186,8 +226,10 @@ void vg__wsuser_timer(vg_session_t *s)
         vg_session_ws_close(s, CLOSE_TOKEN_EXPIRED, "token expired");
         return;
     }
-    if (now - s->last_ping >= seconds_to_ms(cfg->ping_interval)) {
-        vg_chunk_t *ping = vg_ws_frame_new(VG_WS_OP_PING, NULL, 0);
+    if (now - s->last_ping >= seconds_to_ms(ping_interval(s))) {
+        const char *text = policy(s)->ping_text;
+        vg_chunk_t *ping = text != NULL ? vg_ws_frame_new(VG_WS_OP_TEXT, text, strlen(text))
+                                        : vg_ws_frame_new(VG_WS_OP_PING, NULL, 0);
         vg_conn_send_force(s->conn, ping);
         vg_chunk_unref(ping);
         s->last_ping = now;
@@ -328,6 +370,18 @@ static void send_delivery(vg_session_t *s, vg_chunk_t *frame)
                           memory_order_relaxed);
 }
 
+/* A profile's socket gets the message in its own wire format (rendered once per worker). */
+static void send_rendered(vg_session_t *s, const char *channel, size_t channel_len,
+                          const char *type, uint64_t offset, vg_chunk_t *frame)
+{
+    vg_delivery_t d = {channel, channel_len, type, offset, frame};
+    vg_chunk_t *rendered = vg_hub_render(s->conn->worker, s->endpoint->format, &d);
+    if (rendered == NULL)
+        return;
+    send_delivery(s, rendered);
+    vg_chunk_unref(rendered);
+}
+
 void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len, const char *type,
                         uint64_t offset, vg_chunk_t *frame)
 {
@@ -337,6 +391,8 @@ void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len
         vg_sse_send(s, channel, channel_len, offset, frame);
     else if (s->poll != NULL)
         vg_poll_deliver(s, channel, channel_len, offset, frame);
+    else if (s->endpoint != NULL && s->endpoint->format != NULL)
+        send_rendered(s, channel, channel_len, type, offset, frame);
     else
         send_delivery(s, frame);
 }
