@@ -7,19 +7,36 @@ set -euo pipefail
 
 build_pkgs=(cmake make gcc clang pkg-config libuv1-dev node-llhttp libssl-dev libjansson-dev
             zlib1g-dev libjwt-dev libsqlite3-dev)
-test_pkgs=(libcmocka-dev libclang-rt-14-dev llvm python3 python3-pytest python3-websockets python3-jwt python3-cryptography)
+test_pkgs=(libcmocka-dev libclang-rt-14-dev llvm python3 python3-pytest python3-websockets python3-jwt python3-cryptography
+           chromium fonts-dejavu-core)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
   want+=("${test_pkgs[@]}")
+  # Node 18+ for node:test; a machine that already has node (and npm) keeps its own.
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
 fi
+
+# The Node tests' packages (ws, socket.io-client, playwright-core), pinned by the lock file.
+npm_ci() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/node"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "deps: npm ci in tests/node" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+  fi
+}
 
 missing=()
 for p in "${want[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  [ "${1:-build}" = test ] && npm_ci
+  exit 0
+fi
 
 echo "deps: installing ${missing[*]}" >&2
 as_root=()
@@ -30,3 +47,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "${1:-build}" = test ] && npm_ci
+exit 0

@@ -567,8 +567,10 @@ static void handle_ack(vg_session_t *s, vg_http_request_t *req, const vg_route_m
             vg_session_respond_error(s, 400, "invalid_request", "id: required string", NULL);
         else if (vg_acks_ack(s->app, id.user, msg_id) != 0)
             vg_session_respond_error(s, 500, "store_failed", "the ack could not be stored", NULL);
-        else
+        else {
             respond_json(s, 200, json_pack("{s:s}", "acked", msg_id));
+            vg_notify_acked(s->app, id.user, msg_id, 0);
+        }
     }
     json_decref(body);
     vg_identity_dispose(&id);

@@ -30,6 +30,10 @@ typedef struct vg_endpoint_policy_s {
     double ping_timeout;    /* seconds */
     const char *ping_text;  /* the server's ping as a text message (e.g. {"type":"ping"}), not a
                                WebSocket ping frame */
+    /* Called once the user is known, before the per-user limit and replace_previous: may adjust
+     * s->identity or refuse (nonzero; the socket is closed with 1008 and *reason, a static
+     * string).  May be NULL.  Seed 003's path user id must match the token's. */
+    int (*admit)(vg_session_t *s, const char **reason);
 } vg_endpoint_policy_t;
 
 /* What a WebSocket endpoint does with its connections. */
@@ -173,6 +177,10 @@ int vg_session_already_replayed(vg_session_t *s, const char *id);
 void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);
 /* The same for any identity (HTTP requests). */
 void vg_identity_allowed(const vg_app_t *app, const vg_identity_t *id, vg_patterns_t *view);
+
+/* Tells the user's other native WebSockets that a message was acked (except conn except_id, 0:
+ * none), so their dashboards drop it: {"type":"acked","id":...}. */
+void vg_notify_acked(vg_app_t *app, const char *user, const char *msg_id, uint64_t except_id);
 
 /* Authenticates an HTTP request: a user token (?token=, Authorization: Bearer) or, when
  * allow_api_key, the API key (Bearer or X-API-Key).  Returns 0 and fills *id (dispose it) and

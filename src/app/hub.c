@@ -36,6 +36,7 @@ typedef struct item_s {
     uint64_t conn_id; /* DISCONNECT */
     int code;         /* DISCONNECT */
     char *reason;     /* DISCONNECT */
+    int native_only;  /* BROADCAST: only sockets speaking the native format, except conn_id */
     void (*call)(vg_worker_t *w, void *arg); /* CALL */
     void (*call_cancel)(void *arg);          /* CALL: when it never ran */
     void *call_arg;
@@ -428,6 +429,18 @@ void vg_hub_broadcast(vg_hub_t *h, const char *user, vg_chunk_t *frame)
     pthread_mutex_unlock(&h->publish_lock);
 }
 
+void vg_hub_notify_user(vg_hub_t *h, const char *user, uint64_t except_conn_id, vg_chunk_t *frame)
+{
+    item_t *it = item_new(ITEM_BROADCAST);
+    it->frame = vg_chunk_ref(frame);
+    it->user = vg_strdup(user);
+    it->conn_id = except_conn_id;
+    it->native_only = 1;
+    pthread_mutex_lock(&h->publish_lock);
+    dispatch(h, it);
+    pthread_mutex_unlock(&h->publish_lock);
+}
+
 void vg_hub_disconnect(vg_hub_t *h, const char *user, uint64_t conn_id, int code,
                        const char *reason)
 {
@@ -543,6 +556,8 @@ static void run_command(hub_worker_t *hw, const item_t *it)
             continue;
         if (it->user != NULL && strcmp(s->identity.user, it->user) != 0)
             continue;
+        if (it->native_only && (c->id == it->conn_id || s->endpoint->format != NULL))
+            continue;
         if (it->kind == ITEM_BROADCAST)
             vg_session_ws_send(s, it->frame);
         else
@@ -614,10 +629,12 @@ static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
     r->recovered = 1;
 }
 
+/* A channel the client named but could not recover by offset (another epoch after a restart, or
+ * a gap) falls back to recovery by time like the channels it did not name. */
 static int recovered_by_offset(const vg_recovery_t *rec, size_t n, const char *channel)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(rec[i].channel, channel) == 0)
+        if (rec[i].recovered && strcmp(rec[i].channel, channel) == 0)
             return 1;
     return 0;
 }

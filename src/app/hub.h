@@ -169,6 +169,9 @@ void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg)
 
 /* Sends a frame to every WebSocket (user NULL) or to the user's.  Thread-safe. */
 void vg_hub_broadcast(vg_hub_t *h, const char *user, vg_chunk_t *frame);
+/* Sends a frame to the user's native-format WebSockets except the one with except_conn_id (e.g.
+ * {"type":"acked"} so the user's other tabs drop an alert acked here).  Thread-safe. */
+void vg_hub_notify_user(vg_hub_t *h, const char *user, uint64_t except_conn_id, vg_chunk_t *frame);
 /* Closes the user's connections, or the one with conn_id (user NULL), with code and reason. */
 void vg_hub_disconnect(vg_hub_t *h, const char *user, uint64_t conn_id, int code,
                        const char *reason);

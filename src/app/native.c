@@ -14,6 +14,7 @@
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
+#include "app/rpc.h"
 #include "app/state.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -438,6 +439,57 @@ static void handle_ack(vg_session_t *s, json_t *req, json_t *id)
         return;
     }
     send_json(s, json_pack("{s:s, s:s}", "type", "acked", "id", msg_id));
+    vg_notify_acked(s->app, s->identity.user, msg_id, s->conn->id);
+}
+
+/* {"type":"rpc","id":N,"method":M,"params":P}: forwarded to --rpc-url (app/rpc.h); answered
+ * {"type":"rpc_result","id":N,"result":R} or an error with the same id.  The connection may be
+ * gone when the backend answers: the pending call holds the connection id, not the session. */
+typedef struct pending_rpc_s {
+    vg_worker_t *worker;
+    uint64_t conn_id;
+    json_t *id;
+} pending_rpc_t;
+
+static vg_session_t *find_session(vg_worker_t *w, uint64_t conn_id)
+{
+    for (vg_conn_t *c = w->conns; c != NULL; c = c->_next)
+        if (c->id == conn_id)
+            return c->data;
+    return NULL;
+}
+
+static void rpc_answered(void *arg, int status, json_t *result, const char *error)
+{
+    (void)status;
+    pending_rpc_t *p = arg;
+    vg_session_t *s = find_session(p->worker, p->conn_id);
+    if (s != NULL && vg_session_is_ws_open(s)) {
+        if (error != NULL)
+            send_error(s, "rpc_failed", error, p->id);
+        else
+            send_json(s, json_pack("{s:s, s:O, s:O}", "type", "rpc_result", "id", p->id, "result",
+                                   result));
+    }
+    json_decref(p->id);
+    vg_free(p);
+}
+
+static void handle_rpc(vg_session_t *s, json_t *req, json_t *id)
+{
+    json_t *method = json_object_get(req, "method");
+    if (id == NULL || !json_is_string(method) || json_string_length(method) == 0 ||
+        json_string_length(method) > 128) {
+        send_error(s, "bad_request", "rpc needs an \"id\" and a \"method\" string (1-128 bytes)",
+                   id);
+        return;
+    }
+    pending_rpc_t *p = vg_malloc(sizeof(*p));
+    p->worker = s->conn->worker;
+    p->conn_id = s->conn->id;
+    p->id = json_incref(id);
+    vg_rpc_call(s->app, s->conn->worker, s->identity.user, json_string_value(method),
+                json_object_get(req, "params"), rpc_answered, p);
 }
 
 static void handle_request(vg_session_t *s, json_t *req)
@@ -457,6 +509,8 @@ static void handle_request(vg_session_t *s, json_t *req)
         handle_refresh(s, req, id);
     } else if (strcmp(type, "ack") == 0) {
         handle_ack(s, req, id);
+    } else if (strcmp(type, "rpc") == 0) {
+        handle_rpc(s, req, id);
     } else {
         char message[160];
         snprintf(message, sizeof(message), "unknown request type \"%.100s\"", type);

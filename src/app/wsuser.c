@@ -148,8 +148,13 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         refuse(s, fail_reason ? fail_reason : "unauthorized");
         return;
     }
-    vg__wsuser_registry_init(s);
     const vg_endpoint_policy_t *p = policy(s);
+    const char *why = "refused";
+    if (p->admit != NULL && p->admit(s, &why) != 0) {
+        refuse(s, why);
+        return;
+    }
+    vg__wsuser_registry_init(s);
     int limit = p->max_per_user > 0 ? p->max_per_user : s->app->cfg->max_connections_per_user;
     if (p->anonymous)
         limit = INT_MAX; /* everyone is "anonymous": a per-user limit would be a global one */
@@ -430,4 +435,17 @@ void vg__wsuser_cleanup(vg_session_t *s)
     vg_free(s->event_types);
     if (s->authenticated)
         vg_identity_dispose(&s->identity);
+}
+
+void vg_notify_acked(vg_app_t *app, const char *user, const char *msg_id, uint64_t except_id)
+{
+    json_t *msg = json_pack("{s:s, s:s}", "type", "acked", "id", msg_id);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (text == NULL)
+        return;
+    vg_chunk_t *frame = vg_ws_frame_new(VG_WS_OP_TEXT, text, strlen(text));
+    free(text);
+    vg_hub_notify_user(app->hub, user, except_id, frame);
+    vg_chunk_unref(frame);
 }
