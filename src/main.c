@@ -15,6 +15,7 @@
 #include "app/app.h"
 #include "app/commands.h"
 #include "app/config.h"
+#include "app/demo.h"
 #include "net/server.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -31,6 +32,7 @@ static void usage(FILE *out)
             "  token      print a JWT for development and tests\n"
             "  publish    publish one message through the HTTP API\n"
             "  bench      measure fan-out throughput and latency against a server\n"
+            "  demo       run a simulated camera fleet against a server (serve --demo: built in)\n"
             "  version    print the version\n"
             "  help       show this help\n",
             VG_VERSION);
@@ -46,6 +48,7 @@ static void serve_usage(FILE *out)
 
 typedef struct main_ctx_s {
     vg_server_t *server;
+    vg_demo_t *demo; /* serve --demo: the fleet publishing to this server */
     uv_signal_t sigint, sigterm;
     int stopping;
 } main_ctx_t;
@@ -59,6 +62,10 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     ctx->stopping = 1;
     vg_notice("%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    /* The fleet first, while the server still answers its last request: stopped later, it
+     * could sit out a request timeout against a listening socket nobody accepts on. */
+    vg_demo_stop(ctx->demo, NULL);
+    ctx->demo = NULL;
     vg_server_stop(ctx->server);
     /* Stay subscribed: a second signal forces the exit. */
     uv_unref((uv_handle_t *)&ctx->sigint);
@@ -81,6 +88,22 @@ static void apply_logging(const vg_config_t *cfg)
     vg_log_set_format((enum vg_log_format)cfg->log_format);
 }
 
+/* serve --demo: the fleet publishes to the first listening address, over HTTP like any
+ * publisher, and the operator is told where to point a browser. */
+static void start_demo(main_ctx_t *ctx, const vg_config_t *cfg)
+{
+    char url[300], err[300];
+    vg_demo_base_url(vg_server_listen_name(ctx->server, 0), url, sizeof(url));
+    vg_demo_options_t o = {url, cfg->api_key, cfg->demo_cameras, 0};
+    if (vg_demo_start(&ctx->demo, &o, err, sizeof(err)) != 0) {
+        vg_warning("the demo fleet cannot start: %s", err);
+        ctx->demo = NULL;
+        return;
+    }
+    printf("vigil demo: open %s/\n", url);
+    fflush(stdout);
+}
+
 static int serve(int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
@@ -92,7 +115,8 @@ static int serve(int argc, char **argv)
     vg_config_t cfg;
     char err[512];
     if (vg_config_load(&cfg, argc, (const char *const *)argv, (const char *const *)environ, err,
-                       sizeof(err)) != 0) {
+                       sizeof(err)) != 0 ||
+        vg_demo_prepare_config(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "vigil: %s\n", err);
         vg_config_dispose(&cfg);
         return 2;
@@ -140,8 +164,11 @@ static int serve(int argc, char **argv)
         vg_warning("cannot start the workers");
         return 1;
     }
+    if (cfg.demo)
+        start_demo(&ctx, &cfg);
     uv_run(loop, UV_RUN_DEFAULT);
     vg_server_join(ctx.server);
+    vg_demo_stop(ctx.demo, NULL);
     vg_notice("shutdown complete");
 
     uv_close((uv_handle_t *)&ctx.sigint, NULL);
@@ -169,6 +196,8 @@ int main(int argc, char **argv)
         return vg_cmd_publish(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0)
         return vg_cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "demo") == 0)
+        return vg_cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("vigil %s\n", VG_VERSION);
         return 0;

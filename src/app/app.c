@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/channel.h"
+#include "app/demo.h"
 #include "app/hub.h"
 #include "app/profiles.h"
 #include "app/state.h"
@@ -272,6 +273,8 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     if (cfg->echo)
         add(app, "/echo", VG_M_GET, handle_websocket, &vg_echo_endpoint);
     vg_api_register(app);
+    if (cfg->demo)
+        vg_demo_register(app);
     int rc = vg_profiles_init(app, err, errlen);
     if (rc != 0)
         return rc;

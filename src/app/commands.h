@@ -8,5 +8,6 @@
 int vg_cmd_token(int argc, char **argv);   /* vigil token ...   (app/cmd_token.c) */
 int vg_cmd_publish(int argc, char **argv); /* vigil publish ... (app/cmd_publish.c) */
 int vg_cmd_bench(int argc, char **argv);   /* vigil bench ...   (app/bench.c) */
+int vg_cmd_demo(int argc, char **argv);    /* vigil demo ...    (app/cmd_demo.c) */
 
 #endif
