@@ -61,26 +61,35 @@ int vg_acks_commit(vg_app_t *app, const vg_publish_t *msgs, size_t n)
 {
     vg_store_ack_msg_t *rows = vg_calloc(n, sizeof(*rows));
     char **texts = vg_calloc(n, sizeof(*texts));
+    char **extras = vg_calloc(n, sizeof(*extras));
     size_t k = 0;
     int64_t now = vg_wall_ms();
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].id == NULL)
             continue;
         texts[k] = json_dumps(msgs[i].data, JSON_COMPACT | JSON_ENCODE_ANY);
+        /* The envelope fields go with the message, so a replay has the live message's shape. */
+        if (json_object_size(msgs[i].extra) > 0)
+            extras[k] = json_dumps(msgs[i].extra, JSON_COMPACT);
         rows[k] = (vg_store_ack_msg_t){
             .channel = msgs[i].channel,
             .id = msgs[i].id,
             .type = msgs[i].type,
             .data = texts[k],
             .data_len = strlen(texts[k]),
+            .extra = extras[k],
+            .extra_len = extras[k] ? strlen(extras[k]) : 0,
             .published_ms = now,
             .expires_ms = now + (int64_t)(app->cfg->ack_ttl * 1000),
         };
         k++;
     }
     int rc = k > 0 ? vg_store_ack_append(app->store, rows, k, (size_t)app->cfg->ack_max) : 0;
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 0; i < k; i++) {
         free(texts[i]);
+        free(extras[i]);
+    }
+    vg_free(extras);
     vg_free(texts);
     vg_free(rows);
     if (rc < 0)
@@ -94,6 +103,16 @@ int vg_acks_commit(vg_app_t *app, const vg_publish_t *msgs, size_t n)
     return 0;
 }
 
+/* The members of the stored envelope object {"a":1,"b":2} as `"a":1,"b":2,` (written where the
+ * hub writes them in a live message: after "timestamp").  Nothing for NULL or {}. */
+static void append_stored_extra(vg_buf_t *b, const char *extra, size_t len)
+{
+    if (extra == NULL || len < 3 || extra[0] != '{' || extra[len - 1] != '}')
+        return;
+    vg_buf_append(b, extra + 1, len - 2);
+    vg_buf_append_str(b, ",");
+}
+
 /* The message as delivered live, rebuilt from the store (it has no offset there). */
 static char *encode_stored(const vg_store_ack_msg_t *m)
 {
@@ -105,7 +124,9 @@ static char *encode_stored(const vg_store_ack_msg_t *m)
                                strlen(m->type ? m->type : "message"));
     vg_buf_append_str(&b, "\",\"channel\":\"");
     vg_buf_append_json_escaped(&b, m->channel, strlen(m->channel));
-    vg_buf_printf(&b, "\",\"timestamp\":\"%s\",\"id\":\"", ts);
+    vg_buf_printf(&b, "\",\"timestamp\":\"%s\",", ts);
+    append_stored_extra(&b, m->extra, m->extra_len);
+    vg_buf_append_str(&b, "\"id\":\"");
     vg_buf_append_json_escaped(&b, m->id, strlen(m->id));
     vg_buf_append_str(&b, "\",\"redelivered\":true,\"data\":");
     vg_buf_append(&b, m->data, m->data_len);

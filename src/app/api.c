@@ -293,6 +293,41 @@ static void handle_status(vg_session_t *s, vg_http_request_t *req, const vg_rout
 
 /* ---- GET /ws/connections[/{user_id}] ---- */
 
+/* Seed 003's entries say "connected": true (its per-user form answers false for a user who is
+ * not connected). */
+static json_t *mark_connected(json_t *list)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        json_object_set_new(c, "connected", json_true());
+    }
+    return list;
+}
+
+/* Seed 003's per-user answer describes the user's one connection at the top level: here the
+ * newest one's fields (RFC 3339 times sort as strings), or "connected": false. */
+static void add_newest(json_t *answer, json_t *list)
+{
+    json_t *newest = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        const char *at = json_string_value(json_object_get(c, "connected_at"));
+        const char *best =
+            newest ? json_string_value(json_object_get(newest, "connected_at")) : NULL;
+        if (newest == NULL || (at != NULL && best != NULL && strcmp(at, best) > 0))
+            newest = c;
+    }
+    json_object_set_new(answer, "connected", json_boolean(newest != NULL));
+    static const char *const fields[] = {"connected_at", "uptime_seconds", "last_heartbeat",
+                                         "seconds_since_heartbeat"};
+    for (size_t k = 0; newest != NULL && k < VG_ARRAY_SIZE(fields); k++)
+        json_object_set(answer, fields[k], json_object_get(newest, fields[k]));
+}
+
 static void handle_connections(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
 {
     vg_identity_t id;
@@ -302,7 +337,7 @@ static void handle_connections(vg_session_t *s, vg_http_request_t *req, const vg
     vg_identity_dispose(&id);
     int64_t now = vg_wall_ms();
     if (rm->num_params == 0) {
-        json_t *list = vg_registry_describe(s->app->registry, NULL, now);
+        json_t *list = mark_connected(vg_registry_describe(s->app->registry, NULL, now));
         respond_json(s, 200,
                      json_pack("{s:I, s:o}", "total_connections", (json_int_t)json_array_size(list),
                                "connections", list));
@@ -326,10 +361,13 @@ static void handle_connections(vg_session_t *s, vg_http_request_t *req, const vg
         vg_session_respond_error(s, 404, "not_found", "no such user", NULL);
         return;
     }
-    json_t *list = vg_registry_describe(s->app->registry, user, now);
-    respond_json(s, 200,
-                 json_pack("{s:s, s:I, s:o}", "user_id", user, "connection_count",
-                           (json_int_t)json_array_size(list), "connections", list));
+    json_t *list = mark_connected(vg_registry_describe(s->app->registry, user, now));
+    json_t *answer = json_pack("{s:s}", "user_id", user);
+    add_newest(answer, list);
+    json_object_set_new(answer, "connection_count",
+                        json_integer((json_int_t)json_array_size(list)));
+    json_object_set_new(answer, "connections", list);
+    respond_json(s, 200, answer);
 }
 
 /* ---- POST /api/broadcast, /api/disconnect ---- */

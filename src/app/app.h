@@ -97,6 +97,9 @@ struct vg_session_s {
     int sse;                          /* a Server-Sent Events stream (app/sse.c) */
     struct vg_poll_s *poll;           /* a long-poll request being held (app/poll.c) */
     vg_buf_t stash;                   /* bytes pipelined behind a held long-poll */
+    /* A request a profile holds unanswered (a Socket.IO long-poll GET): while set, pipelined
+     * bytes are stashed as for `poll`, and it is called if the connection closes first. */
+    void (*on_held_close)(vg_session_t *s);
     const vg_ws_endpoint_t *endpoint; /* the WebSocket's endpoint */
     void *endpoint_data;              /* the endpoint's per-connection state */
     const char *subprotocol;          /* the one negotiated, or NULL */

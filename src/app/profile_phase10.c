@@ -20,7 +20,11 @@ static vg_chunk_t *render(const vg_delivery_t *d)
     json_t *native = vg_profile_parse(d);
     if (native == NULL)
         return NULL;
-    int is_status = strcmp(d->channel, STATUS_CHANNEL) == 0;
+    /* The status document's feed, or a backend that publishes its broadcast_status() calls as
+     * messages of type "status" on --phase10-channels. */
+    int is_status = (d->channel_len == strlen(STATUS_CHANNEL) &&
+                     memcmp(d->channel, STATUS_CHANNEL, d->channel_len) == 0) ||
+                    strcmp(d->type, "status") == 0;
     json_t *data = json_object_get(native, "data");
     json_t *msg = json_pack("{s:s, s:O}", "type", is_status ? "status" : "event", "data",
                             data ? data : json_null());
@@ -85,10 +89,8 @@ static int init(vg_app_t *app, void **state, char *err, size_t errlen)
     };
     vg_app_route_ws(app, p->endpoint.path, &p->endpoint);
     char type[] = "status", channel[] = STATUS_CHANNEL;
-    vg_state_broadcast_t feed = {.name = app->cfg->phase10_status,
-                                 .type = type,
-                                 .channel = channel,
-                                 .on_change = 1};
+    vg_state_broadcast_t feed = {
+        .name = app->cfg->phase10_status, .type = type, .channel = channel, .on_change = 1};
     vg_state_add_feed(app->state, &feed);
     *state = p;
     return 0;

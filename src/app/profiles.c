@@ -95,6 +95,26 @@ static char *expand_user(const char *pattern, size_t len, const char *user)
     return out;
 }
 
+static size_t subscribe_one(vg_session_t *s, const char *pattern)
+{
+    return vg_subs_add(vg_hub_subs(s->conn->worker), &s->subscriber, pattern, strlen(pattern)) >=
+           0;
+}
+
+/* The profile serves `events.>` but the token allows only `events.cam-1.*`: the user gets the
+ * part of the profile's channels they may read, not nothing. */
+static size_t subscribe_intersection(vg_session_t *s, const char *pattern,
+                                     const vg_patterns_t *allowed)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < allowed->count; i++) {
+        const char *a = allowed->items[i];
+        if (vg_channel_covers(pattern, strlen(pattern), a, strlen(a)))
+            n += subscribe_one(s, a);
+    }
+    return n;
+}
+
 size_t vg_profile_subscribe(vg_session_t *s, const char *channels)
 {
     vg_patterns_t list, allowed;
@@ -109,7 +129,9 @@ size_t vg_profile_subscribe(vg_session_t *s, const char *channels)
         /* A profile without auth serves its configured channels to everyone; otherwise the
          * token's channels claim (or --default-channels) still decides. */
         if (anonymous_profile || vg_patterns_covers(&allowed, p, strlen(p)))
-            n += vg_subs_add(vg_hub_subs(s->conn->worker), &s->subscriber, p, strlen(p)) >= 0;
+            n += subscribe_one(s, p);
+        else
+            n += subscribe_intersection(s, p, &allowed);
         vg_free(p);
     }
     vg_patterns_dispose(&list);

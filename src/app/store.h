@@ -44,6 +44,10 @@ typedef struct vg_store_ack_msg_s {
     const char *type;     /* the application's event type; may be NULL */
     const char *data;     /* JSON text of the payload */
     size_t data_len;      /* bytes of data */
+    /* JSON object text of the publisher's envelope fields (hub.h vg_publish_t.extra), so that a
+     * replayed message has the same top-level fields as the live one; NULL when none. */
+    const char *extra;
+    size_t extra_len;     /* bytes of extra */
     int64_t published_ms; /* publish time */
     int64_t expires_ms;   /* gone from the queues at this time (INT64_MAX: never) */
 } vg_store_ack_msg_t;

@@ -89,6 +89,11 @@ static const char *const migrations[] = {
     "  body TEXT NOT NULL,"
     "  version INTEGER NOT NULL,"
     "  updated_ms INTEGER NOT NULL);",
+    /* 1 -> 2 */
+    /* The publisher's envelope fields of an ack message (a JSON object, or NULL), replayed with
+     * it: VisionGuard's anomaly_detected carries its frame and detection beside "data".  Rows
+     * written before this version have none, which is what they were published with. */
+    "ALTER TABLE ack_msgs ADD COLUMN extra TEXT;",
 };
 
 enum {
@@ -125,12 +130,12 @@ static const char *const sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_ACK_INSERT] = "INSERT OR IGNORE INTO ack_msgs(id, channel, type, data, published_ms, "
-                      "expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                      "expires_ms, extra) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_ACK_COUNT] = "SELECT n FROM ack_channels WHERE channel = ?1",
     [ST_ACK_DROP_OLDEST] = "DELETE FROM ack_msgs WHERE seq IN (SELECT seq FROM ack_msgs "
                            "WHERE channel = ?1 ORDER BY seq LIMIT ?2)",
     [ST_ACK_PENDING] =
-        "SELECT m.seq, m.channel, m.id, m.type, m.data, m.published_ms, m.expires_ms "
+        "SELECT m.seq, m.channel, m.id, m.type, m.data, m.published_ms, m.expires_ms, m.extra "
         "FROM ack_msgs m "
         "WHERE m.channel IN (SELECT channel FROM ack_channels WHERE vg_match_any(?1, channel)) "
         "AND m.seq > ?2 AND m.expires_ms > ?3 "
@@ -316,6 +321,10 @@ static int sq_ack_append(vg_store_t *base, const vg_store_ack_msg_t *msgs, size_
         sqlite3_bind_text(st, 4, m->data, (int)m->data_len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, m->published_ms);
         sqlite3_bind_int64(st, 6, m->expires_ms);
+        if (m->extra != NULL)
+            sqlite3_bind_text(st, 7, m->extra, (int)m->extra_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 7);
         if ((rc = run(s, st, "ack append")) < 0)
             goto Exit;
         stored += sqlite3_changes(s->db);
@@ -359,6 +368,8 @@ static int sq_ack_pending(vg_store_t *base, const char *user, const char *const 
             .data_len = (size_t)sqlite3_column_bytes(st, 4),
             .published_ms = sqlite3_column_int64(st, 5),
             .expires_ms = sqlite3_column_int64(st, 6),
+            .extra = (const char *)sqlite3_column_text(st, 7),
+            .extra_len = (size_t)sqlite3_column_bytes(st, 7),
         };
         calls++;
         if (cb != NULL && cb(&m, arg) != 0) {

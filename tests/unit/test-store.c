@@ -207,7 +207,7 @@ static void test_create_and_reopen(void **state)
     assert_int_equal(append1(f->s, "alerts.a", "m1", NEVER), 1);
     vg_store_free(f->s);
     f->s = NULL;
-    assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"), 1);
+    assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"), 2);
     assert_int_equal(raw_int(f->db, "SELECT count(*) FROM schema_version"), 1);
     f->s = open_ok(f->data);
     assert_string_equal(pending(f->s, "u", NOW, ALERTS), "m1");
@@ -247,7 +247,7 @@ static void test_migrate_empty_file(void **state)
     assert_int_equal(vg_store_state_put(f->s, "doc", "{}", 2, 1), 0);
     vg_store_free(f->s);
     f->s = NULL;
-    assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"), 1);
+    assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"), 2);
     assert_int_equal(raw_int(f->db, "SELECT count(*) FROM state_docs"), 1);
 }
 
@@ -267,7 +267,7 @@ static void test_migrate_preexisting_db(void **state)
     f->s = open_ok(f->data);
     vg_store_free(f->s);
     f->s = NULL;
-    assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"), 1);
+    assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"), 2);
     assert_int_equal(raw_int(f->db, "SELECT x FROM other"), 7);
     /* Opening again applies nothing more. */
     f->s = open_ok(f->data);
