@@ -241,6 +241,14 @@ void vg_sse_timer(vg_session_t *s);
 int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf, size_t cap,
                               char **out, size_t max);
 
+/* ?since_time=<ms or RFC 3339>: recovery by time for the request's patterns (channels that first
+ * appeared while the client was away).  Returns 1 with *tr filled (pointing into patterns[n]),
+ * 0 when absent or there is no pattern, -1 when malformed. */
+struct vg_time_recovery_s;
+int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t n,
+                                const char **patterns, struct vg_time_recovery_s *tr);
+#define SINCE_TIME_ERROR "since_time: milliseconds since 1970 or an RFC 3339 UTC timestamp"
+
 /* Subscribes op->s to op->channels (a callback for vg_hub_subscribe_atomically). */
 typedef struct vg_stream_sub_s {
     vg_session_t *s;

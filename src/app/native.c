@@ -267,18 +267,10 @@ static int parse_since_time(vg_session_t *s, json_t *req, json_t *channels, json
     if (t == NULL)
         return 0;
     int64_t ms = -1;
-    if (json_is_integer(t)) {
+    if (json_is_integer(t))
         ms = json_integer_value(t);
-    } else if (json_is_string(t)) {
-        struct tm tm = {0};
-        int msec = 0;
-        if (sscanf(json_string_value(t), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
-                   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &msec) >= 6) {
-            tm.tm_year -= 1900;
-            tm.tm_mon -= 1;
-            ms = (int64_t)timegm(&tm) * 1000 + msec;
-        }
-    }
+    else if (!json_is_string(t) || vg_parse_time_ms(json_string_value(t), &ms) != 0)
+        ms = -1;
     if (ms < 0) {
         send_error(s, "bad_request",
                    "\"since_time\" must be milliseconds since 1970 or an RFC 3339 UTC timestamp",

@@ -171,6 +171,13 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     if (n < 0)
         goto refused;
     int nrec = parse_since(req, sincebuf, sizeof(sincebuf), rec, MAX_CHANNELS);
+    const char *patterns[MAX_CHANNELS];
+    vg_time_recovery_t tr;
+    int has_time = vg__stream_parse_since_time(req, channels, (size_t)n, patterns, &tr);
+    if (has_time < 0) {
+        vg_session_respond_error(s, 400, "bad_request", SINCE_TIME_ERROR, NULL);
+        goto refused;
+    }
     double timeout = 25;
     if (vg_http_query_get(req, "timeout", tbuf, sizeof(tbuf)) > 0)
         timeout = strtod(tbuf, NULL);
@@ -208,8 +215,8 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     }
     vg_stream_sub_t op = {s, channels, (size_t)n};
     vg_missed_t missed;
-    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, rec, (size_t)nrec,
-                                &missed);
+    vg_hub_subscribe_atomically_ex(s->conn->worker, vg__stream_subscribe_all, &op, rec,
+                                   (size_t)nrec, has_time ? &tr : NULL, &missed);
     for (int i = 0; i < nrec; i++) {
         /* Not recovered (history lost the gap or the server restarted): go on from now. */
         uint64_t from = rec[i].has_since && rec[i].recovered ? rec[i].since_offset : rec[i].offset;

@@ -111,6 +111,25 @@ int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf
     return count;
 }
 
+int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t n,
+                                const char **patterns, vg_time_recovery_t *tr)
+{
+    char text[64];
+    int64_t ms;
+    if (vg_http_query_get(req, "since_time", text, sizeof(text)) <= 0)
+        return 0;
+    if (vg_parse_time_ms(text, &ms) != 0)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (vg_channel_is_pattern(channels[i], strlen(channels[i])))
+            patterns[k++] = channels[i];
+    tr->patterns = patterns;
+    tr->num_patterns = k;
+    tr->since_ms = ms;
+    return k > 0;
+}
+
 /* Last-Event-ID "<channel>:<offset>" -> a recovery request for that channel. */
 static int parse_last_event_id(vg_http_request_t *req, char *buf, size_t cap, vg_recovery_t *r)
 {
@@ -133,7 +152,8 @@ static int parse_last_event_id(vg_http_request_t *req, char *buf, size_t cap, vg
     return 1;
 }
 
-static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channels, size_t n)
+static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channels, size_t n,
+                         const vg_time_recovery_t *tr)
 {
     char idbuf[256];
     vg_recovery_t rec;
@@ -143,8 +163,8 @@ static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channel
     /* The id names no epoch: recover within the current one.  A restarted server numbers
      * from 1 again, which is caught when the id's offset is ahead of the channel's. */
     rec.any_epoch = 1;
-    vg_hub_subscribe_atomically(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec,
-                                &missed);
+    vg_hub_subscribe_atomically_ex(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec, tr,
+                                   &missed);
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
                                "Connection: close\r\n\r\n: connected\n\n";
@@ -172,6 +192,13 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
     int n = vg__stream_parse_channels(s, req, buf, sizeof(buf), channels, MAX_CHANNELS);
     if (n < 0)
         return;
+    const char *patterns[MAX_CHANNELS];
+    vg_time_recovery_t tr;
+    int has_time = vg__stream_parse_since_time(req, channels, (size_t)n, patterns, &tr);
+    if (has_time < 0) {
+        vg_session_respond_error(s, 400, "bad_request", SINCE_TIME_ERROR, NULL);
+        return;
+    }
     vg__wsuser_registry_init(s);
     if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
                         s->app->cfg->max_connections_per_user) != 0) {
@@ -184,6 +211,6 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
     s->keep_alive = 0;
     vg_notice("conn %" PRIu64 " from %s: user %s connected on /api/sse", s->conn->id, s->conn->peer,
               s->identity.user);
-    start_stream(s, req, channels, (size_t)n);
+    start_stream(s, req, channels, (size_t)n, has_time ? &tr : NULL);
     vg__wsuser_subscriptions_changed(s);
 }

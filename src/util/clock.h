@@ -16,5 +16,8 @@ double vg_wall_seconds(void);
 uint64_t vg_mono_ns(void);
 /* Writes "2026-11-22T05:00:00.123Z" (24 characters and a NUL) for a time in ms. */
 void vg_format_rfc3339(int64_t ms, char out[32]);
+/* Parses a time given as milliseconds since 1970 ("1763790000123") or an RFC 3339 UTC timestamp
+ * ("2026-11-22T05:00:00.123Z", fraction optional).  Returns 0 and sets *ms, or -1. */
+int vg_parse_time_ms(const char *text, int64_t *ms);
 
 #endif

@@ -245,3 +245,45 @@ def test_named_channel_with_a_new_epoch_falls_back_to_since_time(vigil_factory):
             assert [g["data"] for g in got][-2:] == [2, 3], (ans, got)
             assert [g["data"] for g in got] in ([2, 3], [1, 2, 3]), got
     asyncio.run(run())
+
+
+# --- since_time on the fallback transports --------------------------------------------------
+
+def test_long_poll_since_time_replays_channels_new_under_a_pattern(vigil_factory):
+    srv = vigil_factory(*hub_args())
+    base = uniq("fb")
+    token = mint("alice")
+    publish(srv, {"channel": f"{base}.a", "type": "t", "data": "a1"})
+    first = ok_json(api(srv, "GET", f"/api/poll?channels={base}.*&timeout=0", token=token))
+    # Nothing was asked for yet: the first poll starts from now.
+    assert first["messages"] == []
+    import time as _t
+    _t.sleep(0.05)
+    since_ms = int(_t.time() * 1000)
+    _t.sleep(0.01)
+    publish(srv, {"channel": f"{base}.b", "type": "t", "data": "b1"})  # a channel new since
+    got = ok_json(api(srv, "GET",
+                      f"/api/poll?channels={base}.*&since={first['since']}&since_time={since_ms}"
+                      "&timeout=0", token=token))
+    assert [m["data"] for m in got["messages"]] == ["b1"], got
+    assert f"{base}.b:1" in got["since"]
+    bad = api(srv, "GET", f"/api/poll?channels={base}.*&since_time=yesterday", token=token)
+    assert bad.status == 400
+
+
+def test_sse_since_time_replays_channels_new_under_a_pattern(vigil_factory):
+    srv = vigil_factory(*hub_args())
+    base = uniq("fb")
+    import time as _t
+    since_ms = int(_t.time() * 1000) - 1
+    publish(srv, {"channel": f"{base}.new", "type": "t", "data": "n1"})
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", f"/api/sse?channels={base}.*&since_time={since_ms}&token={mint('alice')}")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    buf = b""
+    while b"n1" not in buf:
+        buf += resp.fp.read1(4096)
+    assert f"id: {base}.new:1".encode() in buf
+    conn.close()
