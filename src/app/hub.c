@@ -565,7 +565,17 @@ static void run_command(hub_worker_t *hw, const item_t *it)
     }
 }
 
-static void drain_inbox(hub_worker_t *hw)
+static void run_call(hub_worker_t *hw, item_t *it)
+{
+    void (*call)(vg_worker_t *, void *) = it->call;
+    it->call = NULL; /* ran: no cancel */
+    call(hw->worker, it->call_arg);
+}
+
+/* Delivers what the inbox holds.  With the publish lock held (a subscribe with recovery) the
+ * calls queued by vg_hub_run_on are kept in *deferred for after the unlock: a call may publish
+ * or queue another call, which takes that lock. */
+static void drain_inbox(hub_worker_t *hw, item_t ***deferred, size_t *num_deferred)
 {
     pthread_mutex_lock(&hw->lock);
     item_t **items = hw->inbox;
@@ -574,15 +584,17 @@ static void drain_inbox(hub_worker_t *hw)
     hw->inbox_len = hw->inbox_cap = 0;
     pthread_mutex_unlock(&hw->lock);
     for (size_t i = 0; i < n; i++) {
-        if (items[i]->kind == ITEM_MESSAGE) {
-            deliver_message(hw, items[i]);
-        } else if (items[i]->kind == ITEM_CALL) {
-            void (*call)(vg_worker_t *, void *) = items[i]->call;
-            items[i]->call = NULL; /* ran: no cancel */
-            call(hw->worker, items[i]->call_arg);
-        } else {
-            run_command(hw, items[i]);
+        if (items[i]->kind == ITEM_CALL && deferred != NULL) {
+            *deferred = vg_realloc(*deferred, (*num_deferred + 1) * sizeof(**deferred));
+            (*deferred)[(*num_deferred)++] = items[i];
+            continue; /* the reference moves to the deferred list */
         }
+        if (items[i]->kind == ITEM_MESSAGE)
+            deliver_message(hw, items[i]);
+        else if (items[i]->kind == ITEM_CALL)
+            run_call(hw, items[i]);
+        else
+            run_command(hw, items[i]);
         item_unref(items[i]);
     }
     vg_free(items);
@@ -590,7 +602,7 @@ static void drain_inbox(hub_worker_t *hw)
 
 static void on_wakeup(uv_async_t *a)
 {
-    drain_inbox(a->data);
+    drain_inbox(a->data, NULL, NULL);
 }
 
 /* ---- recovery (worker thread) ---- */
@@ -671,10 +683,12 @@ void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg)
     hub_worker_t *hw = w->data;
     vg_hub_t *h = hw->hub;
     memset(missed, 0, sizeof(*missed));
+    item_t **calls = NULL;
+    size_t num_calls = 0;
     pthread_mutex_lock(&h->publish_lock);
     /* Everything published so far that this worker has not delivered yet is delivered now, to
      * the subscriptions that existed before; for the new ones it is in history instead. */
-    drain_inbox(hw);
+    drain_inbox(hw, &calls, &num_calls);
     hist_expire(h, vg_wall_ms());
     for (size_t i = 0; i < n; i++)
         recover_one(h, &rec[i], missed);
@@ -683,6 +697,11 @@ void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg)
     if (subscribe != NULL)
         subscribe(arg);
     pthread_mutex_unlock(&h->publish_lock);
+    for (size_t i = 0; i < num_calls; i++) {
+        run_call(hw, calls[i]);
+        item_unref(calls[i]);
+    }
+    vg_free(calls);
 }
 
 void vg_hub_missed_dispose(vg_missed_t *missed)

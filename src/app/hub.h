@@ -73,8 +73,10 @@ typedef struct vg_format_s {
 /* Worker thread: the frame for d in `format` (one reference for the caller) or NULL. */
 vg_chunk_t *vg_hub_render(vg_worker_t *w, const vg_format_t *format, const vg_delivery_t *d);
 
-/* Runs fn(w, arg) on worker `worker_id`'s thread, in order with its deliveries (e.g. a
- * Socket.IO session whose transport lives on another worker).  Thread-safe.  When that worker is
+/* Runs fn(w, arg) on worker `worker_id`'s thread (e.g. for a Socket.IO session whose transport
+ * lives on another worker), in order with its deliveries, and never under the hub's locks, so fn
+ * may publish or queue further calls (a call that arrives while that worker subscribes with
+ * recovery runs right after the subscribe).  Thread-safe.  When that worker is
  * not running, fn is not called and fn_cancel(arg) (may be NULL) is, on the calling thread. */
 void vg_hub_run_on(vg_hub_t *h, int worker_id, void (*fn)(vg_worker_t *w, void *arg), void *arg,
                    void (*fn_cancel)(void *arg));

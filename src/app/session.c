@@ -130,7 +130,7 @@ static void dispatch(vg_session_t *s, vg_http_request_t *req)
 /* Feeds HTTP bytes: answers each complete request in order, then arms the right timer. */
 static void http_read(vg_session_t *s, char *data, size_t len)
 {
-    if (s->poll != NULL) {
+    if (s->poll != NULL || s->on_held_close != NULL) {
         /* A long-poll is held: keep reading (to notice a hang-up) but stash the bytes. */
         if (s->stash.len + len > s->app->cfg->max_header_size + s->app->cfg->max_body_size) {
             vg_conn_close(s->conn);
@@ -154,7 +154,7 @@ static void http_read(vg_session_t *s, char *data, size_t len)
         s->timing_request = 0;
         vg_conn_timer_stop(s->conn);
         dispatch(s, req);
-        if (s->poll != NULL) {
+        if (s->poll != NULL || s->on_held_close != NULL) {
             /* Held: what was pipelined behind it waits until it is answered. */
             vg_buf_append(&s->stash, data, len);
             return;
@@ -417,6 +417,8 @@ static void on_close(vg_conn_t *c)
     vg_session_t *s = c->data;
     if (s->poll != NULL)
         vg_poll_dispose(s);
+    if (s->on_held_close != NULL)
+        s->on_held_close(s);
     vg_buf_dispose(&s->stash);
     if (s->authenticated || s->registered)
         vg__wsuser_cleanup(s);
