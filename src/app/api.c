@@ -109,11 +109,10 @@ static json_t *parse_body(vg_session_t *s, vg_http_request_t *req)
 /* Fields of a published message that vigil itself sets or reads; any other top-level field is
  * the publisher's own envelope field, delivered beside them (docs/profiles/: OpenEye's
  * camera_event carries camera_id and event_type at the top level). */
-static const char *const envelope_fields[] = {"channel", "type", "data", "id", "offset",
-                                              "timestamp", "messages"};
+static const char *const envelope_fields[] = {"channel", "type",      "data",    "id",
+                                              "offset",  "timestamp", "messages"};
 
-static int collect_extra(json_t *m, const char *prefix, vg_publish_t *out, char *err,
-                         size_t errlen)
+static int collect_extra(json_t *m, const char *prefix, vg_publish_t *out, char *err, size_t errlen)
 {
     const char *key;
     json_t *value;

@@ -97,8 +97,7 @@ static char *expand_user(const char *pattern, size_t len, const char *user)
 
 static size_t subscribe_one(vg_session_t *s, const char *pattern)
 {
-    return vg_subs_add(vg_hub_subs(s->conn->worker), &s->subscriber, pattern, strlen(pattern)) >=
-           0;
+    return vg_subs_add(vg_hub_subs(s->conn->worker), &s->subscriber, pattern, strlen(pattern)) >= 0;
 }
 
 /* The profile serves `events.>` but the token allows only `events.cam-1.*`: the user gets the

@@ -65,8 +65,8 @@ static void run_call(uv_work_t *work)
         vg_httpc_dispose(&client);
         return;
     }
-    int rc = vg_httpc_request(&client, "POST", client.url.path, headers, c->body, strlen(c->body),
-                              &r);
+    int rc =
+        vg_httpc_request(&client, "POST", client.url.path, headers, c->body, strlen(c->body), &r);
     if (rc != 0) {
         set_error(c, "backend unreachable", client.errstr);
     } else {
@@ -106,8 +106,8 @@ static void call_done(uv_work_t *work, int status)
     free_call(c);
 }
 
-int vg_rpc_call(vg_app_t *app, vg_worker_t *w, const char *user, const char *method,
-                json_t *params, vg_rpc_done_cb done, void *arg)
+int vg_rpc_call(vg_app_t *app, vg_worker_t *w, const char *user, const char *method, json_t *params,
+                vg_rpc_done_cb done, void *arg)
 {
     rpc_call_t *c = vg_calloc(1, sizeof(*c));
     c->done = done;

@@ -22,7 +22,7 @@ typedef void (*vg_rpc_done_cb)(void *arg, int status, json_t *result, const char
  * always called once, later, on w's loop, even when the server is stopping.  The caller keeps
  * whatever arg points to alive until then (or makes done() check that its connection is still
  * there, e.g. by connection id). */
-int vg_rpc_call(vg_app_t *app, vg_worker_t *w, const char *user, const char *method,
-                json_t *params, vg_rpc_done_cb done, void *arg);
+int vg_rpc_call(vg_app_t *app, vg_worker_t *w, const char *user, const char *method, json_t *params,
+                vg_rpc_done_cb done, void *arg);
 
 #endif

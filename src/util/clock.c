@@ -50,8 +50,8 @@ int vg_parse_time_ms(const char *text, int64_t *ms)
     }
     struct tm tm = {0};
     int msec = 0, n = 0;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6)
         return -1;
     const char *rest = text + n;
     if (*rest == '.') {
