@@ -1,389 +1,15 @@
 /*
- * PNG encoding (RFC 2083 / ISO 15948) with a self-made zlib stream, and a tiny raster.
- *
- * Compression: greedy LZ77 over a 32 KiB window (hash chains), then one deflate block with
- * dynamic Huffman codes (RFC 1951 3.2.7).  Dynamic codes matter here: a "night camera" frame
- * is mostly small filter residuals, which fixed codes would spend 8 bits on.
+ * PNG encoding (RFC 2083 / ISO 15948) and a tiny raster.  zlib compresses and checksums; rows
+ * are filtered adaptively (the filter with the smallest residuals per row), which is what makes
+ * a "night camera" frame compress well.
  */
 #include "app/png.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "util/alloc.h"
-
-/* ---- checksums ---------------------------------------------------------------------------- */
-
-/* Bitwise, without a table: a thumbnail is a few KiB, and no shared state means no init race. */
-uint32_t vg_crc32(uint32_t crc, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
-uint32_t vg_adler32(uint32_t adler, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint32_t a = adler & 0xffffu, b = adler >> 16;
-    for (size_t i = 0; i < len; i++) {
-        a = (a + p[i]) % 65521u;
-        b = (b + a) % 65521u;
-    }
-    return b << 16 | a;
-}
-
-/* ---- bit output (deflate packs bits from the least significant end) ------------------------ */
-
-typedef struct bits_s {
-    vg_buf_t *out;
-    uint64_t acc;
-    int n;
-} bits_t;
-
-static void put_bits(bits_t *b, uint32_t value, int count)
-{
-    b->acc |= (uint64_t)value << b->n;
-    b->n += count;
-    while (b->n >= 8) {
-        uint8_t byte = (uint8_t)b->acc;
-        vg_buf_append(b->out, &byte, 1);
-        b->acc >>= 8;
-        b->n -= 8;
-    }
-}
-
-static void flush_bits(bits_t *b)
-{
-    if (b->n > 0)
-        put_bits(b, 0, 8 - b->n);
-}
-
-/* ---- LZ77 --------------------------------------------------------------------------------- */
-
-#define WINDOW    32768
-#define HASH_BITS 15
-#define MAX_CHAIN 64
-#define MIN_MATCH 3
-#define MAX_MATCH 258
-
-/* A literal (dist 0, len is the byte) or a back reference. */
-typedef struct token_s {
-    uint16_t len;
-    uint16_t dist;
-} token_t;
-
-typedef struct matcher_s {
-    const uint8_t *d;
-    size_t n;
-    int32_t *head; /* hash -> latest position */
-    int32_t *prev; /* position -> previous position with the same hash */
-} matcher_t;
-
-static uint32_t hash3(const uint8_t *p)
-{
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
-    return (v * 2654435761u) >> (32 - HASH_BITS);
-}
-
-static void insert(matcher_t *m, size_t pos)
-{
-    if (pos + MIN_MATCH > m->n)
-        return;
-    uint32_t h = hash3(m->d + pos);
-    m->prev[pos] = m->head[h];
-    m->head[h] = (int32_t)pos;
-}
-
-static size_t longest_match(const matcher_t *m, size_t pos, size_t *dist)
-{
-    size_t best = 0, limit = m->n - pos < MAX_MATCH ? m->n - pos : MAX_MATCH;
-    if (limit < MIN_MATCH)
-        return 0;
-    int32_t cand = m->head[hash3(m->d + pos)];
-    for (int chain = MAX_CHAIN; cand >= 0 && pos - (size_t)cand <= WINDOW && chain > 0; chain--) {
-        const uint8_t *a = m->d + cand, *b = m->d + pos;
-        size_t l = 0;
-        while (l < limit && a[l] == b[l])
-            l++;
-        if (l > best) {
-            best = l;
-            *dist = pos - (size_t)cand;
-            if (l == limit)
-                break;
-        }
-        cand = m->prev[cand];
-    }
-    return best >= MIN_MATCH ? best : 0;
-}
-
-/* Greedy parse of d into tokens (at most n of them).  Returns the count. */
-static size_t lz77(const uint8_t *d, size_t n, token_t *tok)
-{
-    matcher_t m = {d, n, vg_malloc(sizeof(int32_t) << HASH_BITS), vg_malloc((n + 1) * 4)};
-    memset(m.head, 0xff, sizeof(int32_t) << HASH_BITS);
-    size_t nt = 0;
-    for (size_t i = 0; i < n;) {
-        size_t dist = 0, len = longest_match(&m, i, &dist);
-        if (len == 0) {
-            tok[nt++] = (token_t){d[i], 0};
-            len = 1;
-        } else {
-            tok[nt++] = (token_t){(uint16_t)len, (uint16_t)dist};
-        }
-        for (size_t k = 0; k < len; k++)
-            insert(&m, i + k);
-        i += len;
-    }
-    vg_free(m.head);
-    vg_free(m.prev);
-    return nt;
-}
-
-/* ---- Huffman codes ------------------------------------------------------------------------ */
-
-#define NUM_LIT  286
-#define NUM_DIST 30
-#define NUM_CL   19
-
-static const uint16_t len_base[29] = {3,  4,  5,  6,   7,   8,   9,   10,  11, 13,
-                                      15, 17, 19, 23,  27,  31,  35,  43,  51, 59,
-                                      67, 83, 99, 115, 131, 163, 195, 227, 258};
-static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-static const uint16_t dist_base[30] = {
-    1,   2,   3,   4,   5,   7,    9,    13,   17,   25,   33,   49,   65,    97,    129,
-    193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
-                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
-
-static int len_code(unsigned len)
-{
-    int c = 28;
-    while (len_base[c] > len)
-        c--;
-    return c;
-}
-
-static int dist_code(unsigned dist)
-{
-    int c = 29;
-    while (dist_base[c] > dist)
-        c--;
-    return c;
-}
-
-static int count_used(const uint32_t *freq, int n)
-{
-    int used = 0;
-    for (int i = 0; i < n; i++)
-        used += freq[i] != 0;
-    return used;
-}
-
-/* A code with a single symbol is incomplete, which inflaters may refuse: give every alphabet
- * at least two used symbols. */
-static void ensure_two_used(uint32_t *freq, int n)
-{
-    for (int i = 0; i < n && count_used(freq, n) < 2; i++)
-        if (freq[i] == 0)
-            freq[i] = 1;
-}
-
-/* Huffman tree over the used symbols (O(n^2): alphabets are at most 286 symbols).  Writes each
- * symbol's code length (0 for unused) and returns the longest. */
-static int tree_lengths(const uint32_t *freq, int n, uint8_t *len)
-{
-    uint64_t w[2 * NUM_LIT];
-    int parent[2 * NUM_LIT], active[NUM_LIT], num = 0, next = n;
-    for (int i = 0; i < n; i++)
-        if (freq[i] != 0) {
-            w[i] = freq[i];
-            active[num++] = i;
-        }
-    while (num > 1) {
-        int a = 0, b = 1;
-        if (w[active[b]] < w[active[a]])
-            a = 1, b = 0;
-        for (int k = 2; k < num; k++) {
-            if (w[active[k]] < w[active[a]])
-                b = a, a = k;
-            else if (w[active[k]] < w[active[b]])
-                b = k;
-        }
-        w[next] = w[active[a]] + w[active[b]];
-        parent[active[a]] = parent[active[b]] = next;
-        int hi = a > b ? a : b, lo = a > b ? b : a;
-        active[hi] = active[--num];
-        active[lo] = next++;
-    }
-    int root = next - 1, longest = 0;
-    for (int i = 0; i < n; i++) {
-        len[i] = 0;
-        if (freq[i] == 0)
-            continue;
-        int depth = 0;
-        for (int p = i; p != root; p = parent[p])
-            depth++;
-        len[i] = (uint8_t)depth;
-        longest = depth > longest ? depth : longest;
-    }
-    return longest;
-}
-
-/* Code lengths no longer than limit: flatten the frequencies until the tree fits (converges:
- * equal weights give a balanced tree, at most 9 levels for 286 symbols). */
-static void code_lengths(const uint32_t *freq, int n, int limit, uint8_t *len)
-{
-    uint32_t f[NUM_LIT];
-    memcpy(f, freq, (size_t)n * sizeof(*f));
-    while (tree_lengths(f, n, len) > limit)
-        for (int i = 0; i < n; i++)
-            f[i] = f[i] != 0 ? (f[i] + 1) / 2 : 0;
-}
-
-static uint16_t reverse_bits(unsigned code, int len)
-{
-    unsigned r = 0;
-    for (int i = 0; i < len; i++, code >>= 1)
-        r = r << 1 | (code & 1u);
-    return (uint16_t)r;
-}
-
-/* Canonical codes (RFC 1951 3.2.2), bit-reversed for the LSB-first writer. */
-static void canonical_codes(const uint8_t *len, int n, uint16_t *code)
-{
-    int count[16] = {0}, next[16] = {0};
-    for (int i = 0; i < n; i++)
-        count[len[i]]++;
-    count[0] = 0;
-    for (int bits = 1, c = 0; bits < 16; bits++) {
-        c = (c + count[bits - 1]) << 1;
-        next[bits] = c;
-    }
-    for (int i = 0; i < n; i++)
-        code[i] = len[i] != 0 ? reverse_bits((unsigned)next[len[i]]++, len[i]) : 0;
-}
-
-/* ---- the dynamic block -------------------------------------------------------------------- */
-
-typedef struct block_s {
-    uint8_t lit_len[NUM_LIT], dist_len[NUM_DIST];
-    uint16_t lit_code[NUM_LIT], dist_code[NUM_DIST];
-    int nlit, ndist;
-} block_t;
-
-static void plan_block(block_t *bk, const token_t *tok, size_t nt)
-{
-    uint32_t lf[NUM_LIT] = {0}, df[NUM_DIST] = {0};
-    for (size_t i = 0; i < nt; i++) {
-        if (tok[i].dist == 0) {
-            lf[tok[i].len]++;
-        } else {
-            lf[257 + len_code(tok[i].len)]++;
-            df[dist_code(tok[i].dist)]++;
-        }
-    }
-    lf[256] = 1;
-    ensure_two_used(lf, NUM_LIT);
-    ensure_two_used(df, NUM_DIST);
-    code_lengths(lf, NUM_LIT, 15, bk->lit_len);
-    code_lengths(df, NUM_DIST, 15, bk->dist_len);
-    canonical_codes(bk->lit_len, NUM_LIT, bk->lit_code);
-    canonical_codes(bk->dist_len, NUM_DIST, bk->dist_code);
-    for (bk->nlit = NUM_LIT; bk->nlit > 257 && bk->lit_len[bk->nlit - 1] == 0; bk->nlit--)
-        ;
-    for (bk->ndist = NUM_DIST; bk->ndist > 1 && bk->dist_len[bk->ndist - 1] == 0; bk->ndist--)
-        ;
-}
-
-/* Run-length codes of the code lengths: 16 repeats the previous length 3-6 times, 17 and 18
- * are runs of 3-10 and 11-138 zeros.  Returns the number of symbols. */
-static int rle_lengths(const uint8_t *seq, int n, uint8_t *sym, uint8_t *extra)
-{
-    int k = 0;
-    for (int i = 0; i < n;) {
-        int v = seq[i], run = 1;
-        while (i + run < n && seq[i + run] == v)
-            run++;
-        if (v == 0 && run >= 3) {
-            int r = run > 138 ? 138 : run;
-            sym[k] = r >= 11 ? 18 : 17;
-            extra[k++] = (uint8_t)(r >= 11 ? r - 11 : r - 3);
-            i += r;
-        } else if (v != 0 && run >= 4) {
-            sym[k] = (uint8_t)v;
-            extra[k++] = 0;
-            i++;
-            for (run--; run >= 3;) {
-                int r = run > 6 ? 6 : run;
-                sym[k] = 16;
-                extra[k++] = (uint8_t)(r - 3);
-                i += r;
-                run -= r;
-            }
-        } else {
-            sym[k] = (uint8_t)v;
-            extra[k++] = 0;
-            i++;
-        }
-    }
-    return k;
-}
-
-static void write_header(bits_t *b, const block_t *bk)
-{
-    static const uint8_t order[NUM_CL] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
-                                          11, 4,  12, 3, 13, 2, 14, 1, 15};
-    uint8_t seq[NUM_LIT + NUM_DIST], sym[NUM_LIT + NUM_DIST], extra[NUM_LIT + NUM_DIST];
-    memcpy(seq, bk->lit_len, (size_t)bk->nlit);
-    memcpy(seq + bk->nlit, bk->dist_len, (size_t)bk->ndist);
-    int nsym = rle_lengths(seq, bk->nlit + bk->ndist, sym, extra);
-    uint32_t cf[NUM_CL] = {0};
-    for (int i = 0; i < nsym; i++)
-        cf[sym[i]]++;
-    ensure_two_used(cf, NUM_CL);
-    uint8_t cl[NUM_CL];
-    uint16_t cc[NUM_CL];
-    code_lengths(cf, NUM_CL, 7, cl);
-    canonical_codes(cl, NUM_CL, cc);
-    int nclen = NUM_CL;
-    while (nclen > 4 && cl[order[nclen - 1]] == 0)
-        nclen--;
-    put_bits(b, 1, 1); /* BFINAL: the only block */
-    put_bits(b, 2, 2); /* BTYPE 10: dynamic Huffman codes */
-    put_bits(b, (uint32_t)(bk->nlit - 257), 5);
-    put_bits(b, (uint32_t)(bk->ndist - 1), 5);
-    put_bits(b, (uint32_t)(nclen - 4), 4);
-    for (int i = 0; i < nclen; i++)
-        put_bits(b, cl[order[i]], 3);
-    static const int extra_bits[3] = {2, 3, 7};
-    for (int i = 0; i < nsym; i++) {
-        put_bits(b, cc[sym[i]], cl[sym[i]]);
-        if (sym[i] >= 16)
-            put_bits(b, extra[i], extra_bits[sym[i] - 16]);
-    }
-}
-
-static void write_tokens(bits_t *b, const block_t *bk, const token_t *tok, size_t nt)
-{
-    for (size_t i = 0; i < nt; i++) {
-        if (tok[i].dist == 0) {
-            put_bits(b, bk->lit_code[tok[i].len], bk->lit_len[tok[i].len]);
-            continue;
-        }
-        int lc = len_code(tok[i].len), dc = dist_code(tok[i].dist);
-        put_bits(b, bk->lit_code[257 + lc], bk->lit_len[257 + lc]);
-        put_bits(b, tok[i].len - len_base[lc], len_extra[lc]);
-        put_bits(b, bk->dist_code[dc], bk->dist_len[dc]);
-        put_bits(b, tok[i].dist - dist_base[dc], dist_extra[dc]);
-    }
-    put_bits(b, bk->lit_code[256], bk->lit_len[256]); /* end of block */
-}
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -393,22 +19,15 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-void vg_zlib_compress(const uint8_t *data, size_t len, vg_buf_t *out)
+/* The scanlines as one zlib stream (zlib's best compression: a thumbnail is a few KiB). */
+static void compress_scanlines(const uint8_t *data, size_t len, vg_buf_t *out)
 {
-    static const uint8_t header[2] = {0x78, 0x9c}; /* deflate, 32 KiB window; a multiple of 31 */
-    vg_buf_append(out, header, sizeof(header));
-    token_t *tok = vg_malloc((len + 1) * sizeof(*tok));
-    size_t nt = lz77(data, len, tok);
-    block_t bk;
-    plan_block(&bk, tok, nt);
-    bits_t b = {out, 0, 0};
-    write_header(&b, &bk);
-    write_tokens(&b, &bk, tok, nt);
-    flush_bits(&b);
-    vg_free(tok);
-    uint8_t adler[4];
-    put_be32(adler, vg_adler32(1, data, len));
-    vg_buf_append(out, adler, sizeof(adler));
+    uLongf zlen = compressBound((uLong)len);
+    Bytef *dst = (Bytef *)vg_buf_reserve(out, zlen);
+    /* It fails only without memory, and allocation failure aborts everywhere in vigil. */
+    if (compress2(dst, &zlen, data, (uLong)len, Z_BEST_COMPRESSION) != Z_OK)
+        abort();
+    out->len += zlen;
 }
 
 /* ---- PNG ---------------------------------------------------------------------------------- */
@@ -420,7 +39,8 @@ static void chunk(vg_buf_t *out, const char *type, const void *data, size_t len)
     memcpy(head + 4, type, 4);
     vg_buf_append(out, head, sizeof(head));
     vg_buf_append(out, data, len);
-    put_be32(crc, vg_crc32(vg_crc32(0, type, 4), data, len));
+    uLong sum = crc32(crc32(0L, (const Bytef *)type, 4), (const Bytef *)data, (uInt)len);
+    put_be32(crc, (uint32_t)sum);
     vg_buf_append(out, crc, sizeof(crc));
 }
 
@@ -494,7 +114,7 @@ void vg_png_encode(const vg_image_t *img, vg_buf_t *out)
     size_t raw_len;
     uint8_t *raw = filter_image(img, &raw_len);
     vg_buf_t z = VG_BUF_INIT;
-    vg_zlib_compress(raw, raw_len, &z);
+    compress_scanlines(raw, raw_len, &z);
     chunk(out, "IDAT", z.base, z.len);
     chunk(out, "IEND", "", 0);
     vg_buf_dispose(&z);

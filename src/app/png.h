@@ -3,8 +3,7 @@
  *
  * vg_image_t is an 8-bit RGB canvas with the few drawing operations a camera still needs:
  * filled and outlined rectangles, translucent bars, discs and text in a built-in 5x7 font.
- * vg_png_encode writes it as a truecolor PNG.  The zlib stream is made here (LZ77 plus one
- * dynamic-Huffman deflate block), so the binary needs no zlib: the build does not link it.
+ * vg_png_encode writes it as a truecolor PNG (compressed with zlib).
  */
 #ifndef VG_APP_PNG_H
 #define VG_APP_PNG_H
@@ -43,10 +42,6 @@ int vg_image_text_width(const char *text, int scale);
 /* Appends the image as a PNG (8-bit RGB, not interlaced). */
 void vg_png_encode(const vg_image_t *img, vg_buf_t *out);
 
-/* The pieces, exposed for tests: CRC-32 (ISO 3309, as PNG chunks use; start with crc = 0),
- * Adler-32 (start with 1), and a zlib stream (RFC 1950) of len bytes appended to out. */
-uint32_t vg_crc32(uint32_t crc, const void *data, size_t len);
-uint32_t vg_adler32(uint32_t adler, const void *data, size_t len);
-void vg_zlib_compress(const uint8_t *data, size_t len, vg_buf_t *out);
+
 
 #endif
