@@ -13,9 +13,9 @@
  * pointer kept in the session is only ever dereferenced on that connection's own worker, and is
  * cleared there (under the mutex) before the connection is freed.
  *
- * Hub callbacks.  Deliveries and vg_hub_run_on calls may run while the hub holds its publish
- * lock (a subscribe on that worker drains the inbox under it), so there they only queue: a task
- * on the worker's own list, run from a uv_idle handle right after (which may then call the hub).
+ * Hub callbacks.  Deliveries may run while the hub holds its publish lock (a subscribe on that
+ * worker drains the inbox under it; vg_hub_run_on calls never do), so a delivery only queues: a
+ * task on the worker's own list, run from a uv_idle handle right after (which may call the hub).
  *
  * Lifetime.  A session is reference counted: the sid table, its home worker's list, its
  * heartbeat timer (until the timer's close callback), every connection serving it and every task
