@@ -147,8 +147,11 @@ static void http_read(vg_session_t *s, char *data, size_t len)
             reject_malformed(s, rc);
             return;
         }
-        if (rc == VG_HTTP_NEED_MORE)
+        if (rc == VG_HTTP_NEED_MORE) {
+            if (vg_http_parser_take_continue(s->http)) /* curl waits 1 s for it otherwise */
+                vg_conn_send_copy(s->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             break;
+        }
         data += used;
         len -= used;
         s->timing_request = 0;

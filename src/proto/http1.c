@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/alloc.h"
 #include "util/error.h"
@@ -233,6 +234,21 @@ static int on_header_value_complete(llhttp_t *ll)
     return unkept ? check_unkept(p) : 0;
 }
 
+/* "Expect: 100-continue" among the headers read so far (views are not built yet: offsets). */
+static int expects_continue(const vg_http_parser_t *p)
+{
+    static const char name[] = "expect", value[] = "100-continue";
+    for (size_t i = 0; i < p->_req.num_headers; i++) {
+        const vg_http_header_t *h = &p->_req.headers[i];
+        const char *n = p->_buf.base + p->_off[OFF_HEADERS + 2 * i];
+        const char *v = p->_buf.base + p->_off[OFF_HEADERS + 2 * i + 1];
+        if (h->name.len == sizeof(name) - 1 && strncasecmp(n, name, h->name.len) == 0 &&
+            h->value.len == sizeof(value) - 1 && strncasecmp(v, value, h->value.len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Runs once the whole head is in: the version is final (HTTP/0.9 has no version span) and a
  * Content-Length over the limit is refused before any of the body is read. */
 static int on_headers_complete(llhttp_t *ll)
@@ -242,6 +258,9 @@ static int on_headers_complete(llhttp_t *ll)
         return fail(p, VG_EHTTP_UNSUPPORTED);
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->_limits.max_body_bytes)
         return fail(p, VG_EHTTP_BODY_TOO_BIG);
+    p->_expect_continue =
+        ll->http_minor == 1 && expects_continue(p) &&
+        ((ll->flags & F_CHUNKED) || ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > 0));
     p->_state = ST_BODY;
     p->_piece = PIECE_BODY;
     p->_off[OFF_BODY] = p->_buf.len;
@@ -293,6 +312,7 @@ static int on_message_complete(llhttp_t *ll)
 {
     vg_http_parser_t *p = parser_of(ll);
     p->_state = ST_DONE;
+    p->_expect_continue = 0; /* the body came: no 100 needed */
     p->_req.keep_alive = llhttp_should_keep_alive(ll);
     p->_req.upgrade = ll->upgrade != 0;
     return p->_req.upgrade ? 0 : HPE_PAUSED;
@@ -334,6 +354,13 @@ void vg_http_parser_init(vg_http_parser_t *p, const vg_http_limits_t *limits)
 void vg_http_parser_dispose(vg_http_parser_t *p)
 {
     vg_buf_dispose(&p->_buf);
+}
+
+int vg_http_parser_take_continue(vg_http_parser_t *p)
+{
+    int want = p->_expect_continue && p->_err == 0;
+    p->_expect_continue = 0;
+    return want;
 }
 
 int vg_http_parser_in_request(const vg_http_parser_t *p)

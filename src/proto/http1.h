@@ -60,8 +60,9 @@ typedef struct vg_http_parser_s {
     unsigned char _state; /* where the current request is (enum in http1.c) */
     unsigned char _piece; /* which request piece the last span callback appended to */
     unsigned char _version_len;
-    char _version[3];       /* version digits as sent ("1.1"): tells 505 from 400 */
-    vg_http_request_t _req; /* lengths while parsing, views once complete */
+    unsigned char _expect_continue; /* the head asked for 100 Continue, not yet reported */
+    char _version[3];               /* version digits as sent ("1.1"): tells 505 from 400 */
+    vg_http_request_t _req;         /* lengths while parsing, views once complete */
     size_t _off[2 * VG_HTTP_MAX_HEADERS + 3]; /* where each piece starts in _buf */
 } vg_http_parser_t;
 
@@ -82,6 +83,10 @@ void vg_http_parser_dispose(vg_http_parser_t *p);
  *                     Sticky: later calls return the same error. */
 int vg_http_parse(vg_http_parser_t *p, const char *data, size_t len, size_t *consumed,
                   vg_http_request_t **req);
+
+/* Nonzero once per request whose head said "Expect: 100-continue" (HTTP/1.1, with a body):
+ * the owner answers "HTTP/1.1 100 Continue" so the client sends the body without waiting. */
+int vg_http_parser_take_continue(vg_http_parser_t *p);
 
 /* Nonzero when a request has begun but is not complete (for the read timeout's log line). */
 int vg_http_parser_in_request(const vg_http_parser_t *p);

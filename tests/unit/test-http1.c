@@ -281,6 +281,50 @@ static void test_post_content_length(void **state)
     run_free(&r);
 }
 
+/* Feeds one whole piece and reports whether the parser asks for a 100 Continue. */
+static int wants_continue(vg_http_parser_t *p, const char *text)
+{
+    size_t used;
+    vg_http_request_t *req;
+    size_t len = strlen(text);
+    int rc = vg_http_parse(p, text, len, &used, &req);
+    assert_true(rc >= 0);
+    return vg_http_parser_take_continue(p);
+}
+
+static void test_expect_continue(void **state)
+{
+    (void)state;
+    vg_http_limits_t limits = {0, 0};
+    vg_http_parser_t p;
+    vg_http_parser_init(&p, &limits);
+    /* Head only: asks once (case-insensitive), then not again for the same request. */
+    assert_true(wants_continue(&p, "POST / HTTP/1.1\r\nEXPECT: 100-Continue\r\n"
+                                   "Content-Length: 3\r\n\r\n"));
+    assert_false(vg_http_parser_take_continue(&p));
+    assert_false(wants_continue(&p, "abc")); /* the body completes the request */
+    vg_http_parser_dispose(&p);
+
+    /* Head and body together, HTTP/1.0, no body, or no header: never. */
+    static const char *const never[] = {
+        "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+        "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+        "POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 3\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        vg_http_parser_init(&p, &limits);
+        assert_false(wants_continue(&p, never[i]));
+        vg_http_parser_dispose(&p);
+    }
+    /* Chunked bodies ask too. */
+    vg_http_parser_init(&p, &limits);
+    assert_true(wants_continue(&p, "POST / HTTP/1.1\r\nExpect: 100-continue\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n"));
+    vg_http_parser_dispose(&p);
+}
+
 static void test_post_chunked(void **state)
 {
     (void)state;
@@ -922,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_post_content_length),
         cmocka_unit_test(test_post_chunked),
+        cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_header_limit),
         cmocka_unit_test(test_header_stream_never_ends),
