@@ -181,6 +181,10 @@ void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);
 /* The same for any identity (HTTP requests). */
 void vg_identity_allowed(const vg_app_t *app, const vg_identity_t *id, vg_patterns_t *view);
 
+/* Connections this session's user may hold: --max-connections-per-user, unlimited for anonymous
+ * clients (they all share the user name "anonymous"). */
+int vg_session_user_limit(const vg_session_t *s);
+
 /* Tells the user's other native WebSockets that a message was acked (except conn except_id, 0:
  * none), so their dashboards drop it: {"type":"acked","id":...}. */
 void vg_notify_acked(vg_app_t *app, const char *user, const char *msg_id, uint64_t except_id);

@@ -201,7 +201,7 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
     }
     vg__wsuser_registry_init(s);
     if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
-                        s->app->cfg->max_connections_per_user) != 0) {
+                        vg_session_user_limit(s)) != 0) {
         vg_app_count_refusal(s->app, "too many connections");
         vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
         return;

@@ -127,6 +127,12 @@ static void refuse(vg_session_t *s, const char *reason)
     vg_session_ws_close(s, VG_WS_CLOSE_POLICY, reason);
 }
 
+int vg_session_user_limit(const vg_session_t *s)
+{
+    /* Every token-less client is "anonymous": a per-user limit would be a global one. */
+    return s->identity.anonymous ? INT_MAX : s->app->cfg->max_connections_per_user;
+}
+
 /* Seed 003 keeps one connection per user: the newest wins and the others are told why. */
 static void collect_same_endpoint(vg_reg_entry_t *e, void *arg)
 {
@@ -155,9 +161,9 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         return;
     }
     vg__wsuser_registry_init(s);
-    int limit = p->max_per_user > 0 ? p->max_per_user : s->app->cfg->max_connections_per_user;
+    int limit = p->max_per_user > 0 ? p->max_per_user : vg_session_user_limit(s);
     if (p->anonymous)
-        limit = INT_MAX; /* everyone is "anonymous": a per-user limit would be a global one */
+        limit = INT_MAX;
     if (p->replace_previous) {
         close_previous(s);
         limit = INT_MAX;

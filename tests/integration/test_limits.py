@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from conftest import OP_CLOSE, OP_TEXT, ConnectionEnded, RawWS, run_async
-from hubutil import (connect, hub_args, mint, publish, publish_batch, uniq,
+from hubutil import (api, connect, hub_args, mint, publish, publish_batch, uniq,
                      ws_close_after_handshake, ws_path)
 
 
@@ -358,3 +358,19 @@ def test_per_user_limit_under_concurrent_connects(vigil_factory):
             for c in ok:
                 await c.close()
     run(go())
+
+
+def test_anonymous_clients_are_not_one_user_for_the_limit(shared_vigil):
+    """Every token-less client is "anonymous": --max-connections-per-user must not turn into a
+    server-wide cap of 5 anonymous viewers (WebSocket, SSE and long-poll alike)."""
+    srv = shared_vigil(*hub_args("--allow-anonymous", "--max-connections-per-user", "2"))
+
+    async def run():
+        clients = [await connect(srv, None) for _ in range(6)]
+        for c in clients:
+            await c.ping()
+        resp = api(srv, "GET", "/api/poll?channels=a.b&timeout=0")
+        assert resp.status == 200
+        for c in clients:
+            await c.close()
+    asyncio.run(run())
