@@ -297,9 +297,23 @@ function bumpStat(el, value) {
   if (card && lastStats) { card.classList.remove('bump'); void card.offsetWidth; card.classList.add('bump'); }
 }
 
-function renderStats(doc) {
-  if (!doc || typeof doc !== 'object') return;
-  const c = doc.cameras || {};
+/* {total, online, recording, down} from the cameras of the status document, or null. */
+function liveCameraCounts() {
+  if (cams.size === 0) return null;
+  const n = { total: cams.size, online: 0, recording: 0, down: 0 };
+  for (const cam of cams.values()) {
+    if (cam.state === 'down') n.down++;
+    else n.online++;
+    if (cam.state === 'recording') n.recording++;
+  }
+  return n;
+}
+
+/* The "Cameras up" card. */
+function renderFleetCard(doc) {
+  // The camera counts come from the live `status` document when there is one: `statistics` is
+  // pushed every few seconds, and the card must not disagree with the camera grid below it.
+  const c = liveCameraCounts() || doc.cameras || {};
   // "online" counts every camera that is not down (recording ones included); tolerate a feed
   // that counts the three states separately.
   const separate = typeof c.total === 'number' && (c.online || 0) + (c.recording || 0) + (c.down || 0) === c.total &&
@@ -315,7 +329,11 @@ function renderStats(doc) {
   segs[2].style.width = ((c.down || 0) / total) * 100 + '%';
   const foot = $('st-cameras-foot');
   foot.replaceChildren(h('b', null, fmtNum(c.recording || 0)), ' recording · ', h('b', null, fmtNum(c.down || 0)), ' down');
+}
 
+function renderStats(doc) {
+  if (!doc || typeof doc !== 'object') return;
+  renderFleetCard(doc);
   bumpStat($('st-events-today'), doc.events_today);
   $('st-events-foot').replaceChildren(h('b', null, fmtNum(doc.events_last_hour)), ' in the last hour');
   bumpStat($('st-alerts'), doc.alerts_open);
@@ -325,7 +343,8 @@ function renderStats(doc) {
 
   const ts = toMs(doc.timestamp);
   const sub = $('fleet-sub');
-  sub.replaceChildren(`${fmtNum(c.total ?? up)} cameras · ${fmtNum(doc.events_last_hour)} events in the last hour · updated `,
+  const c = liveCameraCounts() || doc.cameras || {};
+  sub.replaceChildren(`${fmtNum(c.total ?? c.online ?? 0)} cameras · ${fmtNum(doc.events_last_hour)} events in the last hour · updated `,
     ts ? relSpan(ts) : 'now');
   lastStats = doc;
   renderChart(doc);
@@ -477,6 +496,7 @@ function renderCameras(doc) {
   }
   for (const id of [...cams.keys()]) if (!seen.has(id)) cams.delete(id);
   paintCameras();
+  if (lastStats) renderFleetCard(lastStats);
 }
 
 function paintCameras() {
