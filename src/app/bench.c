@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "app/cmdline.h"
 #include "app/commands.h"
 #include "app/httpc.h"
 #include "proto/ws.h"
@@ -900,24 +901,14 @@ static void usage(FILE *out)
             "Exit status: 0 every delivery arrived, 1 failure or lost deliveries, 2 bad usage.\n");
 }
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vigil bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see vigil bench --help)\n");
-    va_end(ap);
-    return 2;
-}
-
 static int parse_long(const char *name, const char *s, long min, long max, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (end == s || *end != '\0' || errno != 0 || v < min || v > max)
-        return usage_error("%s must be an integer from %ld to %ld, not '%s'", name, min, max, s);
+        return vg_cmdline_usage_error("bench", "%s must be an integer from %ld to %ld, not '%s'",
+                                      name, min, max, s);
     *out = v;
     return 0;
 }
@@ -927,7 +918,8 @@ static int parse_double(const char *name, const char *s, double min, double max,
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end != '\0' || !(v >= min && v <= max))
-        return usage_error("%s must be a number from %g to %g, not '%s'", name, min, max, s);
+        return vg_cmdline_usage_error("bench", "%s must be a number from %g to %g, not '%s'", name,
+                                      min, max, s);
     *out = v;
     return 0;
 }
@@ -939,7 +931,7 @@ static int parse_options(bench_opts_t *o, int argc, char **argv)
         const char *eq = strchr(a, '=');
         char name[64];
         if (strncmp(a, "--", 2) != 0)
-            return usage_error("unexpected argument '%s'", a);
+            return vg_cmdline_usage_error("bench", "unexpected argument '%s'", a);
         if (eq != NULL) {
             snprintf(name, sizeof(name), "%.*s", (int)(eq - a), a);
             v = eq + 1;
@@ -955,9 +947,9 @@ static int parse_options(bench_opts_t *o, int argc, char **argv)
         for (size_t k = 0; k < VG_ARRAY_SIZE(known); k++)
             found |= strcmp(name, known[k]) == 0;
         if (!found)
-            return usage_error("unknown option '%s'", name);
+            return vg_cmdline_usage_error("bench", "unknown option '%s'", name);
         if (v == NULL)
-            return usage_error("%s needs a value", name);
+            return vg_cmdline_usage_error("bench", "%s needs a value", name);
         if (eq == NULL)
             i++;
         int rc = 0;
@@ -987,10 +979,10 @@ static int parse_options(bench_opts_t *o, int argc, char **argv)
             return rc;
     }
     if (o->channel[0] == '\0')
-        return usage_error("--channel must not be empty");
+        return vg_cmdline_usage_error("bench", "--channel must not be empty");
     for (const char *s = o->api_key ? o->api_key : ""; *s != '\0'; s++) {
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return usage_error("--api-key contains a control character");
+            return vg_cmdline_usage_error("bench", "--api-key contains a control character");
     }
     return 0;
 }
@@ -1036,9 +1028,9 @@ static int prepare(bench_t *b, char **publish_url_owned)
 {
     char err[300];
     if (vg_url_parse(&b->ws, b->o.url, err, sizeof(err)) != 0)
-        return usage_error("--url: %s", err);
+        return vg_cmdline_usage_error("bench", "--url: %s", err);
     if (strcmp(b->ws.scheme, "ws") != 0)
-        return usage_error("--url must be a ws:// URL, not '%s'", b->o.url);
+        return vg_cmdline_usage_error("bench", "--url must be a ws:// URL, not '%s'", b->o.url);
 
     vg_buf_t s = VG_BUF_INIT;
     vg_buf_printf(&s, "GET %s", b->ws.path);
@@ -1054,7 +1046,7 @@ static int prepare(bench_t *b, char **publish_url_owned)
     b->handshake_len = s.len;
     b->handshake_end = "\r\nSec-WebSocket-Version: 13\r\nUser-Agent: vigil-bench\r\n\r\n";
     if (s.len > 3500)
-        return usage_error("--url and --token are too long together");
+        return vg_cmdline_usage_error("bench", "--url and --token are too long together");
 
     vg_buf_t sub = VG_BUF_INIT;
     vg_buf_append_str(&sub, "{\"type\":\"subscribe\",\"channels\":[\"");
@@ -1072,7 +1064,7 @@ static int prepare(bench_t *b, char **publish_url_owned)
     }
     vg_httpc_t probe;
     if (vg_httpc_init(&probe, b->o.publish_url, 1000) != 0) {
-        int rc = usage_error("--publish-url: %s", probe.errstr);
+        int rc = vg_cmdline_usage_error("bench", "--publish-url: %s", probe.errstr);
         vg_httpc_dispose(&probe);
         return rc;
     }
@@ -1132,7 +1124,8 @@ int vg_cmd_bench(int argc, char **argv)
         }
     }
     if (argc < 1 || strcmp(argv[0], "fanout") != 0)
-        return usage_error("expected the scenario: vigil bench fanout [options]");
+        return vg_cmdline_usage_error("bench",
+                                      "expected the scenario: vigil bench fanout [options]");
 
     bench_t *b = vg_calloc(1, sizeof(*b));
     b->o = (bench_opts_t){

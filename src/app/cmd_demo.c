@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "app/cmdline.h"
 #include "app/commands.h"
 #include "app/demo.h"
 #include "app/httpc.h"
@@ -38,37 +39,6 @@ static void usage(FILE *out)
             "Exit status: 0 published, 1 unreachable or refused, 2 bad usage.\n");
 }
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vigil demo: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see vigil demo --help)\n");
-    va_end(ap);
-    return 2;
-}
-
-/* Matches "--name VALUE" and "--name=VALUE" (as vigil publish does).  Returns 1 and sets
- * *value, 0 when argv[*i] is another option, -1 when the value is missing. */
-static int option(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
 typedef struct demo_args_s {
     const char *url, *key, *cameras, *duration, *seed;
 } demo_args_t;
@@ -82,16 +52,16 @@ static int parse_args(int argc, char **argv, demo_args_t *a)
             usage(stdout);
             return 1;
         }
-        if ((m = option(argc, argv, &i, "--url", &a->url)) != 0 ||
-            (m = option(argc, argv, &i, "--api-key", &a->key)) != 0 ||
-            (m = option(argc, argv, &i, "--cameras", &a->cameras)) != 0 ||
-            (m = option(argc, argv, &i, "--duration", &a->duration)) != 0 ||
-            (m = option(argc, argv, &i, "--seed", &a->seed)) != 0) {
+        if ((m = vg_cmdline_option(argc, argv, &i, "--url", &a->url)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--api-key", &a->key)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--cameras", &a->cameras)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--duration", &a->duration)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--seed", &a->seed)) != 0) {
             if (m < 0)
-                return usage_error("%s needs a value", argv[i]);
+                return vg_cmdline_usage_error("demo", "%s needs a value", argv[i]);
             continue;
         }
-        return usage_error("unknown argument '%s'", argv[i]);
+        return vg_cmdline_usage_error("demo", "unknown argument '%s'", argv[i]);
     }
     return 0;
 }
@@ -166,17 +136,20 @@ int vg_cmd_demo(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     double cameras = 8, duration = 0, seed = 0;
     if (a.cameras != NULL && parse_number(a.cameras, 1, 256, &cameras) != 0)
-        return usage_error("--cameras must be a number from 1 to 256, not '%s'", a.cameras);
+        return vg_cmdline_usage_error("demo", "--cameras must be a number from 1 to 256, not '%s'",
+                                      a.cameras);
     if (a.duration != NULL && (parse_number(a.duration, 0.001, 1e9, &duration) != 0))
-        return usage_error("--duration must be a positive number of seconds, not '%s'", a.duration);
+        return vg_cmdline_usage_error(
+            "demo", "--duration must be a positive number of seconds, not '%s'", a.duration);
     if (a.seed != NULL && parse_number(a.seed, 1, 9007199254740992.0, &seed) != 0)
-        return usage_error("--seed must be a positive whole number, not '%s'", a.seed);
+        return vg_cmdline_usage_error("demo", "--seed must be a positive whole number, not '%s'",
+                                      a.seed);
     if (a.key != NULL && !header_safe(a.key))
-        return usage_error("%s contains a control character", "--api-key");
+        return vg_cmdline_usage_error("demo", "%s contains a control character", "--api-key");
     vg_url_t u;
     char why[256];
     if (vg_url_parse(&u, a.url, why, sizeof(why)) != 0)
-        return usage_error("--url: %s", why);
+        return vg_cmdline_usage_error("demo", "--url: %s", why);
     vg_url_dispose(&u);
     if (!reachable(a.url))
         return 1;

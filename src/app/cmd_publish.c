@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmdline.h"
 #include "app/commands.h"
 #include "app/httpc.h"
 #include "util/alloc.h"
@@ -31,37 +32,6 @@ static void usage(FILE *out)
             "  --timeout S      seconds to wait for the server [default: 10]\n"
             "  -h, --help       show this help\n\n"
             "Exit status: 0 published, 1 refused or failed, 2 bad usage.\n");
-}
-
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vigil publish: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see vigil publish --help)\n");
-    va_end(ap);
-    return 2;
-}
-
-/* Matches "--name VALUE" and "--name=VALUE".  Returns 1 and sets *value (advancing *i past a
- * separate value), 0 when argv[*i] is another option, -1 when the value is missing. */
-static int option(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
 }
 
 static int read_stdin(vg_buf_t *out)
@@ -111,34 +81,36 @@ int vg_cmd_publish(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-        if ((m = option(argc, argv, &i, "--url", &url)) != 0 ||
-            (m = option(argc, argv, &i, "--api-key", &key)) != 0 ||
-            (m = option(argc, argv, &i, "--channel", &channel)) != 0 ||
-            (m = option(argc, argv, &i, "--type", &type)) != 0 ||
-            (m = option(argc, argv, &i, "--timeout", &timeout_s)) != 0) {
+        if ((m = vg_cmdline_option(argc, argv, &i, "--url", &url)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--api-key", &key)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--channel", &channel)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--type", &type)) != 0 ||
+            (m = vg_cmdline_option(argc, argv, &i, "--timeout", &timeout_s)) != 0) {
             if (m < 0)
-                return usage_error("%s needs a value", a);
+                return vg_cmdline_usage_error("publish", "%s needs a value", a);
             continue;
         }
         if (a[0] == '-' && a[1] != '\0')
-            return usage_error("unknown option '%s'", a);
+            return vg_cmdline_usage_error("publish", "unknown option '%s'", a);
         if (data != NULL)
-            return usage_error("unexpected argument '%s' (the data is one JSON argument)", a);
+            return vg_cmdline_usage_error(
+                "publish", "unexpected argument '%s' (the data is one JSON argument)", a);
         data = a;
     }
     if (channel == NULL || channel[0] == '\0')
-        return usage_error("%s is required", "--channel");
+        return vg_cmdline_usage_error("publish", "%s is required", "--channel");
     if (type == NULL || type[0] == '\0')
-        return usage_error("%s is required", "--type");
+        return vg_cmdline_usage_error("publish", "%s is required", "--type");
     if (key != NULL && !header_safe(key))
-        return usage_error("%s contains a control character", "--api-key");
+        return vg_cmdline_usage_error("publish", "%s contains a control character", "--api-key");
     int timeout_ms = 10000;
     if (timeout_s != NULL) {
         char *end;
         double t = strtod(timeout_s, &end);
         if (end == timeout_s || *end != '\0' || !(t > 0 && t <= 86400))
-            return usage_error("--timeout must be a number of seconds (0 < S <= 86400), not '%s'",
-                               timeout_s);
+            return vg_cmdline_usage_error(
+                "publish", "--timeout must be a number of seconds (0 < S <= 86400), not '%s'",
+                timeout_s);
         timeout_ms = (int)(t * 1000 + 0.5);
         if (timeout_ms < 1)
             timeout_ms = 1;
@@ -151,7 +123,7 @@ int vg_cmd_publish(int argc, char **argv)
     int have_resp = 0;
     if (vg_httpc_init(&client, url, timeout_ms) != 0) {
         vg_httpc_dispose(&client);
-        return usage_error("--url: %s", client.errstr);
+        return vg_cmdline_usage_error("publish", "--url: %s", client.errstr);
     }
 
     if (data == NULL || strcmp(data, "-") == 0) {
