@@ -276,14 +276,11 @@ static void handle(vg_session_t *s, json_t *req)
 
 static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
 {
-    if (opcode == VG_WS_OP_TEXT && len == 4 && memcmp(data, "ping", 4) == 0) {
-        vg_session_ws_send_text(s, "pong", 4);
-        return;
-    }
-    json_t *req = opcode == VG_WS_OP_TEXT ? json_loadb((const char *)data, len, 0, NULL) : NULL;
-    if (json_is_object(req))
+    int bad;
+    json_t *req = vg_profile_request(s, opcode, data, len, &bad);
+    if (req != NULL)
         handle(s, req);
-    else
+    else if (bad)
         send_error(s, "messages are JSON objects");
     json_decref(req);
 }

@@ -59,15 +59,12 @@ static void on_open(vg_session_t *s)
 /* The seed's client only ever sends "ping"; {"type":"ping"} is answered the same way. */
 static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
 {
-    if (opcode == VG_WS_OP_TEXT && len == 4 && memcmp(data, "ping", 4) == 0) {
-        vg_session_ws_send_text(s, "pong", 4);
-        return;
-    }
-    json_t *req = opcode == VG_WS_OP_TEXT ? json_loadb((const char *)data, len, 0, NULL) : NULL;
+    int bad;
+    json_t *req = vg_profile_request(s, opcode, data, len, &bad);
     const char *type = json_string_value(json_object_get(req, "type"));
     if (type != NULL && strcmp(type, "ping") == 0)
         vg_profile_send(s, json_pack("{s:s}", "type", "pong"));
-    else
+    else if (req != NULL || bad)
         vg_profile_send(s, json_pack("{s:s, s:s, s:s}", "type", "error", "code", "bad_request",
                                      "message", "this endpoint only answers \"ping\""));
     json_decref(req);

@@ -151,6 +151,21 @@ json_t *vg_profile_parse(const vg_delivery_t *d)
     return msg;
 }
 
+json_t *vg_profile_request(vg_session_t *s, int opcode, const uint8_t *data, size_t len, int *bad)
+{
+    *bad = 0;
+    if (opcode == VG_WS_OP_TEXT && len == 4 && memcmp(data, "ping", 4) == 0) {
+        vg_session_ws_send_text(s, "pong", 4);
+        return NULL;
+    }
+    json_t *req = opcode == VG_WS_OP_TEXT ? json_loadb((const char *)data, len, 0, NULL) : NULL;
+    if (json_is_object(req))
+        return req;
+    json_decref(req);
+    *bad = 1;
+    return NULL;
+}
+
 vg_chunk_t *vg_profile_frame(json_t *msg)
 {
     if (msg == NULL)

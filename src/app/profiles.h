@@ -41,6 +41,10 @@ void vg_profiles_dispose(vg_app_t *app);
 size_t vg_profile_subscribe(vg_session_t *s, const char *channels);
 /* The native message's JSON object (parsed from d->frame), a new reference, or NULL. */
 json_t *vg_profile_parse(const vg_delivery_t *d);
+/* What a profile's client sent.  The text "ping" (every seed client's keep-alive) is answered
+ * "pong" here and NULL returned with *bad = 0; a JSON object is returned (a new reference);
+ * anything else returns NULL with *bad = 1 for the profile to answer in its own error format. */
+json_t *vg_profile_request(vg_session_t *s, int opcode, const uint8_t *data, size_t len, int *bad);
 /* Frames a JSON value as one text message (and drops the reference).  NULL on failure. */
 vg_chunk_t *vg_profile_frame(json_t *msg);
 /* Sends a JSON value as a text message on the session (and drops the reference). */
