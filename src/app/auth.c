@@ -35,6 +35,7 @@
 
 #include "app/channel.h"
 #include "util/alloc.h"
+#include "util/base64.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -78,70 +79,6 @@ struct vg_auth_s {
     ticket_t *oldest, *newest;
     size_t num_tickets;
 };
-
-/* ---- base64url ------------------------------------------------------------------------------ */
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes unpadded base64url (RFC 7515 section 2).  `out` needs n * 3 / 4 + 1 bytes.  Returns
- * the decoded length, or -1 for a character outside the alphabet or an impossible length. */
-static long b64url_decode(const char *s, size_t n, unsigned char *out)
-{
-    if (n % 4 == 1)
-        return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    return (long)o;
-}
-
-/* Writes the unpadded base64url encoding of n bytes plus a NUL; `out` needs (n * 4 + 2) / 3 + 1
- * bytes. */
-static void b64url_encode(const unsigned char *in, size_t n, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = alphabet[(acc >> bits) & 63];
-        }
-        acc &= (1u << bits) - 1;
-    }
-    if (bits > 0)
-        out[o++] = alphabet[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-}
 
 /* ---- identities ----------------------------------------------------------------------------- */
 
@@ -404,7 +341,7 @@ static jwt_alg_t parse_alg(const char *name, int *family)
  * two parsers can disagree about a claim. */
 static json_t *decode_json_segment(const char *s, size_t n, unsigned char *scratch)
 {
-    long len = b64url_decode(s, n, scratch);
+    long len = vg_base64_decode(s, n, scratch, VG_BASE64_URL);
     if (len <= 0)
         return NULL;
     json_t *js = json_loadb((const char *)scratch, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
@@ -580,7 +517,7 @@ int vg_auth_verify_token(const vg_auth_t *a, const char *token, size_t len, doub
         goto Exit;
     }
     if ((payload = decode_json_segment(dot1 + 1, plen, scratch)) == NULL || slen == 0 ||
-        b64url_decode(dot2 + 1, slen, scratch) <= 0) {
+        vg_base64_decode(dot2 + 1, slen, scratch, VG_BASE64_URL) <= 0) {
         why = R_MALFORMED;
         goto Exit;
     }
@@ -672,7 +609,7 @@ int vg_auth_ticket_issue(vg_auth_t *a, const vg_identity_t *id, double now, char
         out[0] = '\0';
         return VG_EINVAL;
     }
-    b64url_encode(raw, sizeof(raw), out);
+    vg_base64_encode(raw, sizeof(raw), out, VG_BASE64_URL);
     OPENSSL_cleanse(raw, sizeof(raw));
 
     ticket_t *t = vg_calloc(1, sizeof(*t));
@@ -706,10 +643,9 @@ static const char *redeem(vg_auth_t *a, const char *ticket, size_t len, double n
 {
     if (ticket == NULL || len != TICKET_LEN)
         return R_TICKET;
-    for (size_t i = 0; i < len; i++) {
-        if (b64url_value((unsigned char)ticket[i]) < 0)
-            return R_TICKET;
-    }
+    uint8_t raw[TICKET_LEN];
+    if (vg_base64_decode(ticket, len, raw, VG_BASE64_URL) < 0) /* only its alphabet */
+        return R_TICKET;
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)ticket, len, digest);
 

@@ -43,6 +43,7 @@
 #include "app/httpc.h"
 #include "app/png.h"
 #include "util/alloc.h"
+#include "util/base64.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -371,10 +372,9 @@ static char *thumbnail(vg_demo_t *d, const camera_t *cam, const char *kind, doub
     vg_png_encode(&img, &png);
     vg_image_dispose(&img);
     static const char scheme[] = "data:image/png;base64,";
-    char *url = vg_malloc(sizeof(scheme) + (png.len + 2) / 3 * 4);
+    char *url = vg_malloc(sizeof(scheme) + vg_base64_encoded_len(png.len, VG_BASE64_STD));
     memcpy(url, scheme, sizeof(scheme) - 1);
-    EVP_EncodeBlock((unsigned char *)url + sizeof(scheme) - 1, (const unsigned char *)png.base,
-                    (int)png.len);
+    vg_base64_encode(png.base, png.len, url + sizeof(scheme) - 1, VG_BASE64_STD);
     vg_buf_dispose(&png);
     return url;
 }

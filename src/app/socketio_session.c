@@ -18,6 +18,7 @@
 
 #include "app/socketio.h"
 #include "util/alloc.h"
+#include "util/base64.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -62,7 +63,7 @@ void vg__sio_make_id(char out[VG_SIO_ID_LEN + 1])
             raw[i] = (uint8_t)(x >> 56);
     }
     vg_buf_t b = VG_BUF_INIT;
-    vg_eio_base64_append(&b, raw, sizeof(raw));
+    vg_base64_append(&b, raw, sizeof(raw), VG_BASE64_STD);
     for (size_t i = 0; i < VG_SIO_ID_LEN; i++)
         out[i] = b.base[i] == '+' ? '-' : b.base[i] == '/' ? '_' : b.base[i];
     out[VG_SIO_ID_LEN] = '\0';

@@ -9,77 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/base64.h"
 #include "util/error.h"
 
 #define MAX_NSP_LEN 256
-
-/* ---- base64 ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-long vg_eio_base64_decode(const char *in, size_t len, uint8_t *out)
-{
-    /* Node's Buffer.toString("base64") pads; accept unpadded input too, but nothing else. */
-    size_t pad = 0;
-    while (pad < 2 && len > 0 && in[len - 1] == '=') {
-        len--;
-        pad++;
-    }
-    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0))
-        return VG_EINVAL;
-    uint32_t acc = 0;
-    int bits = 0;
-    long n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value((unsigned char)in[i]);
-        if (v < 0)
-            return VG_EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return n;
-}
-
-void vg_eio_base64_append(vg_buf_t *out, const void *data, size_t len)
-{
-    if (len == 0)
-        return; /* vg_buf_reserve(0) of an empty buffer would be NULL + 0 */
-    const uint8_t *p = data;
-    char *w = vg_buf_reserve(out, (len + 2) / 3 * 4);
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        w[n++] = b64_alphabet[(v >> 18) & 63];
-        w[n++] = b64_alphabet[(v >> 12) & 63];
-        w[n++] = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
-        w[n++] = i + 2 < len ? b64_alphabet[v & 63] : '=';
-    }
-    out->len += n;
-}
 
 /* ---- Engine.IO ---- */
 
@@ -118,7 +51,7 @@ static int decode_binary(vg_eio_reader_t *r, const char *b64, size_t len, vg_eio
 {
     vg_buf_reset(&r->_scratch);
     uint8_t *dst = (uint8_t *)vg_buf_reserve(&r->_scratch, len / 4 * 3 + 3);
-    long n = vg_eio_base64_decode(b64, len, dst);
+    long n = vg_base64_decode(b64, len, dst, VG_BASE64_STD);
     if (n < 0)
         return VG_EINVAL;
     out->type = VG_EIO_MESSAGE;
@@ -179,7 +112,7 @@ void vg_eio_payload_append(vg_buf_t *payload, const char *packet, size_t len)
 void vg_eio_payload_append_binary(vg_buf_t *payload, const void *data, size_t len)
 {
     vg_eio_payload_append(payload, "b", 1);
-    vg_eio_base64_append(payload, data, len);
+    vg_base64_append(payload, data, len, VG_BASE64_STD);
 }
 
 void vg_eio_encode_open(vg_buf_t *out, const char *sid, const char *const *upgrades,
@@ -373,7 +306,7 @@ static json_t *placeholder_value(json_t *v, const vg_iov_t *att, size_t n, int *
     }
     const vg_iov_t *a = &att[json_integer_value(num)];
     vg_buf_t b64 = VG_BUF_INIT;
-    vg_eio_base64_append(&b64, a->base, a->len);
+    vg_base64_append(&b64, a->base, a->len, VG_BASE64_STD);
     json_t *s = json_stringn(b64.base ? b64.base : "", b64.len);
     vg_buf_dispose(&b64);
     return s;

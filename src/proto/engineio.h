@@ -80,12 +80,6 @@ void vg_eio_encode_open(vg_buf_t *out, const char *sid, const char *const *upgra
                         size_t n_upgrades, uint64_t ping_interval_ms, uint64_t ping_timeout_ms,
                         uint64_t max_payload);
 
-/* Base64 (RFC 4648, standard alphabet).  Decoding accepts input with or without '=' padding and
- * refuses any other character; out needs room for len * 3 / 4 + 3 bytes.  Returns the decoded
- * length or VG_EINVAL. */
-long vg_eio_base64_decode(const char *in, size_t len, uint8_t *out);
-void vg_eio_base64_append(vg_buf_t *out, const void *data, size_t len);
-
 /* ---- Socket.IO ---- */
 
 enum vg_sio_type {

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "proto/engineio.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/error.h"
 
@@ -44,10 +45,10 @@ typedef struct rec_s {
 static void check_base64(const char *data, size_t len)
 {
     vg_buf_t b = VG_BUF_INIT;
-    vg_eio_base64_append(&b, data, len);
+    vg_base64_append(&b, data, len, VG_BASE64_STD);
     CHECK(b.len == (len + 2) / 3 * 4);
     uint8_t *back = malloc(len + 4);
-    CHECK(vg_eio_base64_decode(b.base ? b.base : "", b.len, back) == (long)len);
+    CHECK(vg_base64_decode(b.base ? b.base : "", b.len, back, VG_BASE64_STD) == (long)len);
     CHECK(len == 0 || memcmp(back, data, len) == 0);
     free(back);
     vg_buf_dispose(&b);

@@ -170,48 +170,6 @@ static void test_payload_append(void **state)
     vg_buf_dispose(&b);
 }
 
-/* ---- base64 ---- */
-
-static void test_base64_vectors(void **state)
-{
-    (void)state;
-    /* RFC 4648 section 10 */
-    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    static const char *const coded[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
-                                        "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
-    for (size_t i = 0; i < 7; i++) {
-        vg_buf_t b = VG_BUF_INIT;
-        vg_eio_base64_append(&b, plain[i], strlen(plain[i]));
-        assert_view(b.base ? b.base : "", b.len, coded[i]);
-        uint8_t out[16];
-        long n = vg_eio_base64_decode(coded[i], strlen(coded[i]), out);
-        assert_int_equal(n, (long)strlen(plain[i]));
-        assert_memory_equal(out, plain[i], (size_t)n);
-        vg_buf_dispose(&b);
-    }
-    uint8_t out[16];
-    assert_int_equal(vg_eio_base64_decode(S("Zm9vYg"), out), 4); /* unpadded */
-    assert_int_equal(vg_eio_base64_decode(S("Zm9v Yg=="), out), VG_EINVAL);
-    assert_int_equal(vg_eio_base64_decode(S("Zm9v-_=="), out), VG_EINVAL); /* URL alphabet */
-}
-
-static void test_base64_round_trip(void **state)
-{
-    (void)state;
-    uint8_t data[300], back[300 + 3];
-    srand(7);
-    for (size_t len = 0; len < sizeof(data); len++) {
-        for (size_t i = 0; i < len; i++)
-            data[i] = (uint8_t)rand();
-        vg_buf_t b = VG_BUF_INIT;
-        vg_eio_base64_append(&b, data, len);
-        assert_int_equal(b.len, (len + 2) / 3 * 4);
-        assert_int_equal(vg_eio_base64_decode(b.base, b.len, back), (long)len);
-        assert_memory_equal(back, data, len);
-        vg_buf_dispose(&b);
-    }
-}
-
 /* ---- Socket.IO ---- */
 
 static vg_sio_packet_t decode_ok(const char *s)
@@ -403,7 +361,7 @@ int main(void)
         cmocka_unit_test(test_eio_each_type),   cmocka_unit_test(test_eio_errors),
         cmocka_unit_test(test_eio_encode),      cmocka_unit_test(test_payload_split),
         cmocka_unit_test(test_payload_errors),  cmocka_unit_test(test_payload_append),
-        cmocka_unit_test(test_base64_vectors),  cmocka_unit_test(test_base64_round_trip),
+
         cmocka_unit_test(test_sio_connect),     cmocka_unit_test(test_sio_event_and_ack),
         cmocka_unit_test(test_sio_other_types), cmocka_unit_test(test_sio_binary),
         cmocka_unit_test(test_sio_encode),      cmocka_unit_test(test_sio_placeholders),
