@@ -39,11 +39,7 @@ async function runFallback(t, { blockSse }) {
     onStatus: (s) => statuses.push(s), onError: (e) => errors.push(e),
   });
   const got = {};
-  const seeded = new Set();
-  const record = (m) => {
-    if (m.type === 'seed') { seeded.add(m.channel); return; }
-    (got[m.channel] ||= []).push(m.data.n);
-  };
+  const record = (m) => (got[m.channel] ||= []).push(m.data.n);
   v.subscribe('fb.a', record);
   v.subscribe('fbp.*', record);
   const total = () => Object.values(got).reduce((a, l) => a + l.length, 0);
@@ -51,7 +47,6 @@ async function runFallback(t, { blockSse }) {
     await h.waitFor(() => v.status === 'polling', 5000, 'polling');
     assert.equal(attempts.length, 1, 'one refused upgrade is enough to fall back');
     assert.equal(v.transport, blockSse ? 'poll' : 'sse');
-    if (blockSse) await h.seedChannels(srv.url, ['fbp.x', 'fbp.y'], seeded);
     const pub = h.publisher(srv.url, ['fb.a', 'fbp.x', 'fbp.y'], { interval: 3 });
     // Interrupt the transport a few times: kick the user's connections (SSE streams end; a
     // held long-poll is answered) and, for SSE, abort the stream from the client side.
@@ -136,3 +131,43 @@ test('errors over SSE: a forbidden pattern is an error event; the stream goes on
     v.close();
   }
 });
+
+for (const via of ['sse', 'poll']) {
+  test(`a channel that first appears under a pattern between two ${via} requests is not missed`, { timeout: 30_000 }, async () => {
+    const srv = await h.startServer({ args: ['--refuse-websocket'] });
+    servers.push(srv);
+    // The next stream or poll is held back until the test has published on a brand-new channel,
+    // so its first message can only come from the server's history (since_time).
+    let hold = null;
+    const fetchImpl = async (url, init) => {
+      const u = String(url);
+      if (via === 'poll' && u.includes('/api/sse')) throw new TypeError('fetch failed (blocked by proxy)');
+      if (hold && (u.includes('/api/sse?') || (u.includes('/api/poll?') && !u.includes('timeout=0')))) await hold;
+      return fetch(url, init);
+    };
+    const got = [];
+    const v = new Vigil(srv.url, {
+      token: h.token('newchan-' + via), WebSocket, fetch: fetchImpl,
+      backoff: { initial: 50, max: 300 }, probeInterval: 60_000, pollTimeout: 1,
+    });
+    v.subscribe('nc.*', (m) => got.push(`${m.channel}#${m.data.n}`));
+    try {
+      await h.waitFor(() => v.status === 'polling' && v.transport === via, 5000, via);
+      await h.publish(srv.url, 'nc.old', 't', { n: 1 });
+      await h.waitFor(() => got.length === 1, 5000, 'the first message');
+      let release;
+      hold = new Promise((r) => { release = r; });
+      await h.api(srv.url, '/api/disconnect', { body: { user: 'newchan-' + via } }); // ends the request
+      await h.sleep(300);
+      await h.publish(srv.url, 'nc.new', 't', { n: 1 });
+      await h.publish(srv.url, 'nc.new', 't', { n: 2 });
+      hold = null;
+      release();
+      await h.waitFor(() => got.length >= 3, 10_000, () => `the new channel's messages (have ${got})`);
+      await h.sleep(300);
+      assert.deepEqual(got, ['nc.old#1', 'nc.new#1', 'nc.new#2']);
+    } finally {
+      v.close();
+    }
+  });
+}

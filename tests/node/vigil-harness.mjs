@@ -162,19 +162,3 @@ export function checkSequences(got, sent) {
   return problems;
 }
 
-/**
- * Long-poll cannot recover a pattern's channel that the client has never seen (GET /api/poll
- * takes no since_time yet: a first message published between two polls is missed). Until it
- * does, tests that long-poll a pattern make its channels known first: a `seed` message per
- * channel, published again until the client has it.
- */
-export async function seedChannels(url, channels, seen, ms = 10000) {
-  const deadline = Date.now() + ms;
-  for (const ch of channels) {
-    while (!seen.has(ch)) {
-      if (Date.now() > deadline) throw new Error(`seed on ${ch} never arrived`);
-      await publish(url, ch, 'seed', { n: 0 });
-      await sleep(150);
-    }
-  }
-}
