@@ -161,9 +161,8 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         return;
     }
     vg__wsuser_registry_init(s);
+    /* An anonymous profile's clients are "anonymous" users: vg_session_user_limit lets them in. */
     int limit = p->max_per_user > 0 ? p->max_per_user : vg_session_user_limit(s);
-    if (p->anonymous)
-        limit = INT_MAX;
     if (p->replace_previous) {
         close_previous(s);
         limit = INT_MAX;

@@ -287,3 +287,16 @@ def test_sse_since_time_replays_channels_new_under_a_pattern(vigil_factory):
         buf += resp.fp.read1(4096)
     assert f"id: {base}.new:1".encode() in buf
     conn.close()
+
+
+def test_rpc_backend_slower_than_rpc_timeout_is_an_error(vigil_factory, backend):
+    slow = backend(delay=2.0)
+    srv = vigil_factory(*hub_args("--rpc-url", slow.url, "--rpc-timeout", "0.3"))
+
+    async def run():
+        async with await connect(srv, mint("alice")) as c:
+            ans = await c.request({"type": "rpc", "id": 9, "method": "slow"}, timeout=5)
+            assert ans["type"] == "error" and ans["code"] == "rpc_failed", ans
+            assert ans["id"] == 9
+            await c.ping()
+    asyncio.run(run())
