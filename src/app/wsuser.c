@@ -129,8 +129,12 @@ static void refuse(vg_session_t *s, const char *reason)
 
 int vg_session_user_limit(const vg_session_t *s)
 {
-    /* Every token-less client is "anonymous": a per-user limit would be a global one. */
-    return s->identity.anonymous ? INT_MAX : s->app->cfg->max_connections_per_user;
+    /* Every token-less client is "anonymous" (also on a profile without auth): a per-user limit
+     * would be a global one. */
+    if (s->identity.anonymous)
+        return INT_MAX;
+    int per_endpoint = policy(s)->max_per_user;
+    return per_endpoint > 0 ? per_endpoint : s->app->cfg->max_connections_per_user;
 }
 
 /* Seed 003 keeps one connection per user: the newest wins and the others are told why. */
@@ -161,8 +165,7 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         return;
     }
     vg__wsuser_registry_init(s);
-    /* An anonymous profile's clients are "anonymous" users: vg_session_user_limit lets them in. */
-    int limit = p->max_per_user > 0 ? p->max_per_user : vg_session_user_limit(s);
+    int limit = vg_session_user_limit(s);
     if (p->replace_previous) {
         close_previous(s);
         limit = INT_MAX;
