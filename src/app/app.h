@@ -181,8 +181,9 @@ void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);
 /* The same for any identity (HTTP requests). */
 void vg_identity_allowed(const vg_app_t *app, const vg_identity_t *id, vg_patterns_t *view);
 
-/* Connections this session's user may hold: --max-connections-per-user, unlimited for anonymous
- * clients (they all share the user name "anonymous"). */
+/* Connections this session's user may hold: unlimited for anonymous clients (they all share the
+ * user name "anonymous"), else the endpoint policy's max_per_user, else
+ * --max-connections-per-user. */
 int vg_session_user_limit(const vg_session_t *s);
 
 /* Tells the user's other native WebSockets that a message was acked (except conn except_id, 0:
