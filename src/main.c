@@ -12,10 +12,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "app/app.h"
-#include "app/commands.h"
-#include "app/config.h"
-#include "app/demo.h"
+#include "cli/serve.h"
+#include "cli/commands.h"
+#include "core/config.h"
+#include "cli/demo.h"
 #include "net/server.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -125,10 +125,10 @@ static int serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     vg_app_t app;
-    int rc = vg_app_init(&app, &cfg, cfg.workers, err, sizeof(err));
+    int rc = vg_serve_init(&app, &cfg, cfg.workers, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "vigil: %s\n", err);
-        vg_app_dispose(&app);
+        vg_serve_dispose(&app);
         vg_config_dispose(&cfg);
         return rc == VG_ECONFIG ? 2 : 1; /* a bad option, or a data dir that cannot be used */
     }
@@ -142,10 +142,10 @@ static int serve(int argc, char **argv)
     };
     main_ctx_t ctx = {0};
     raise_fd_limit();
-    rc = vg_server_new(&ctx.server, &opts, &vg_app_server_callbacks, err, sizeof(err));
+    rc = vg_server_new(&ctx.server, &opts, &vg_serve_callbacks, err, sizeof(err));
     if (rc != 0) {
         vg_warning("%s", err);
-        vg_app_dispose(&app);
+        vg_serve_dispose(&app);
         vg_config_dispose(&cfg);
         return 1;
     }
@@ -176,7 +176,7 @@ static int serve(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     vg_server_free(ctx.server);
-    vg_app_dispose(&app);
+    vg_serve_dispose(&app);
     vg_config_dispose(&cfg);
     return 0;
 }

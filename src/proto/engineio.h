@@ -1,6 +1,6 @@
 /*
  * Engine.IO v4 and Socket.IO v5 codec: bytes in, packets out, and back.  Does no I/O (wslay
- * layering): the Socket.IO profile (app/profile_socketio.c) moves the bytes.
+ * layering): the Socket.IO profile (profiles/socketio.c) moves the bytes.
  *
  * Engine.IO packets are one type digit and data: "0{..}" open, "1" close, "2" ping ("2probe"),
  * "3" pong, "4<text>" message, "5" upgrade, "6" noop.  Over WebSocket each packet is one frame (a

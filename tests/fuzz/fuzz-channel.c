@@ -1,5 +1,5 @@
 /*
- * libFuzzer driver for channel names and patterns (src/app/channel.c).
+ * libFuzzer driver for channel names and patterns (src/proto/channel.c).
  *
  * Input: up to MAX_FIELDS strings separated by '\n'; each is copied into its own allocation of
  * exactly its length so ASan catches any read past it.  For every field, check_name and
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/channel.h"
+#include "proto/channel.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \

@@ -1,5 +1,5 @@
 /*
- * libFuzzer driver for token verification (src/app/auth.c).
+ * libFuzzer driver for token verification (src/auth/auth.c).
  *
  * Input: byte 0 picks the mode and configuration, the rest is the token material.
  *   - bit 0 clear: the rest is a token, verified as is.
@@ -27,8 +27,8 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
-#include "app/auth.h"
-#include "app/channel.h"
+#include "auth/auth.h"
+#include "proto/channel.h"
 #include "util/error.h"
 
 #define CHECK(cond)                                                                                \

@@ -1,5 +1,5 @@
 /*
- * libFuzzer driver for JSON Merge Patch (src/app/mergepatch.c).
+ * libFuzzer driver for JSON Merge Patch (src/proto/mergepatch.c).
  *
  * Input: up to three JSON texts separated by '\n' (write each on one line): a, b and c.  With
  * fewer, the missing ones repeat the first.  Each is parsed with jansson (any value, NUL in
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/mergepatch.h"
+#include "proto/mergepatch.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \

@@ -1,5 +1,5 @@
 /*
- * Tests of authentication (src/app/auth.c): JWT verification with every failure reason, key
+ * Tests of authentication (src/auth/auth.c): JWT verification with every failure reason, key
  * loading, the API key compare, connect tickets, minting, and `vigil token` usage errors.
  *
  * Tokens are built here from their parts with OpenSSL (HMAC, RSA and ECDSA signatures, the
@@ -27,8 +27,8 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
-#include "app/auth.h"
-#include "app/commands.h"
+#include "auth/auth.h"
+#include "cli/commands.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

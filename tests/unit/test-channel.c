@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "app/channel.h"
+#include "proto/channel.h"
 
 static const char *name_err(const char *s)
 {

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "app/config.h"
+#include "core/config.h"
 #include "util/error.h"
 #include "util/log.h"
 

@@ -1,5 +1,5 @@
 /*
- * Tests of the command-line HTTP client's socket-free parts (src/app/httpc.c): URL parsing,
+ * Tests of the command-line HTTP client's socket-free parts (src/net/httpc.c): URL parsing,
  * request formatting and response parsing (Content-Length, chunked, to EOF, 101 with trailing
  * bytes, 100 Continue, keep-alive, limits), each response also fed one byte at a time.
  */
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "app/httpc.h"
+#include "net/httpc.h"
 #include "util/error.h"
 
 /* ---- URLs ------------------------------------------------------------------------------- */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "app/hub.h"
+#include "core/hub.h"
 
 typedef struct fixture_s {
     vg_hub_t *hub;

@@ -1,5 +1,5 @@
 /*
- * Tests of JSON Merge Patch (src/app/mergepatch.c): every example of RFC 7396 (section 3 and
+ * Tests of JSON Merge Patch (src/proto/mergepatch.c): every example of RFC 7396 (section 3 and
  * Appendix A), the depth limit, inputs left untouched, and property checks over generated
  * documents:
  *   apply(apply(t, p1), p2) == apply(t, combine(p1, p2))  whenever combine has an answer,
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "app/mergepatch.h"
+#include "proto/mergepatch.h"
 
 static json_t *parse(const char *text)
 {

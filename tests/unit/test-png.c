@@ -1,5 +1,5 @@
 /*
- * Tests of the PNG encoder and raster (src/app/png.c): PNG files taken apart chunk by chunk
+ * Tests of the PNG encoder and raster (src/cli/png.c): PNG files taken apart chunk by chunk
  * (signature, IHDR, every CRC), inflated to width*height*3+height bytes and unfiltered (by an
  * independent reading of the PNG filters) back to exactly the canvas; drawing and the font.
  */
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <zlib.h>
 
-#include "app/png.h"
+#include "cli/png.h"
 #include "util/alloc.h"
 
 static uint32_t rng_state = 12345;

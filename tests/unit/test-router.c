@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <llhttp.h>
 
-#include "app/router.h"
+#include "transport/router.h"
 
 static int h_health, h_ws, h_alerts, h_static;
 

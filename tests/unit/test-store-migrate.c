@@ -21,7 +21,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "app/store.h"
+#include "store/store.h"
 #include "util/error.h"
 
 #define NOW   1700000000000LL

@@ -1,5 +1,5 @@
 /*
- * Tests of the SQLite store (src/app/store_sqlite.c through store.h): every operation,
+ * Tests of the SQLite store (src/store/sqlite.c through store.h): every operation,
  * persistence across close and reopen, creation and migration (missing dir, empty file, a
  * schema from the future), failures with a clear message (corrupt file, a data dir that is a
  * file, a second server on the same dir), ack semantics across users, expiry and the
@@ -25,7 +25,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "app/store.h"
+#include "store/store.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "app/channel.h"
-#include "app/subs.h"
+#include "proto/channel.h"
+#include "core/subs.h"
 #include "util/alloc.h"
 
 #if defined(__SANITIZE_ADDRESS__)

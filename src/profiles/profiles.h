@@ -1,0 +1,53 @@
+/*
+ * Compatibility profiles (DESIGN.md section 6, docs/profiles/): endpoints that speak one seed
+ * system's wire format on top of the same hub, so that system's unchanged frontend works against
+ * vigil.  A profile adds routes, a vg_format_t that renders hub messages the way its client
+ * expects, and, where the seed pushed a whole document on a timer, a state feed
+ * (vg_state_add_feed).  None forks the hub: same subscription index, limits, history and acks.
+ *
+ * Enabled with --profile NAME (repeatable) or --profile all.
+ */
+#ifndef VG_PROFILES_PROFILES_H
+#define VG_PROFILES_PROFILES_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "transport/transport.h"
+#include "core/hub.h"
+
+typedef struct vg_profile_s {
+    const char *name;
+    /* Adds routes and feeds; may keep per-app state in *state.  Returns 0 or VG_ECONFIG with a
+     * message naming the option in err. */
+    int (*init)(vg_app_t *app, void **state, char *err, size_t errlen);
+    void (*dispose)(void *state); /* may be NULL */
+} vg_profile_t;
+
+extern const vg_profile_t vg_profile_openeye;
+extern const vg_profile_t vg_profile_phase10;
+extern const vg_profile_t vg_profile_visionguard;
+extern const vg_profile_t vg_profile_socketio;
+
+/* Enables the profiles --profile names (after the core routes, before the static catch-all).
+ * Returns 0 or VG_ECONFIG (an unknown name, a bad profile option). */
+int vg_profiles_init(vg_app_t *app, char *err, size_t errlen);
+void vg_profiles_dispose(vg_app_t *app);
+
+/* Helpers shared by the profiles. */
+
+/* Subscribes a profile session to each of `channels` (comma-separated patterns; "{user}" is
+ * replaced by the session's user) that the user may read.  Returns the number subscribed. */
+size_t vg_profile_subscribe(vg_session_t *s, const char *channels);
+/* The native message's JSON object (parsed from d->frame), a new reference, or NULL. */
+json_t *vg_profile_parse(const vg_delivery_t *d);
+/* What a profile's client sent.  The text "ping" (every seed client's keep-alive) is answered
+ * "pong" here and NULL returned with *bad = 0; a JSON object is returned (a new reference);
+ * anything else returns NULL with *bad = 1 for the profile to answer in its own error format. */
+json_t *vg_profile_request(vg_session_t *s, int opcode, const uint8_t *data, size_t len, int *bad);
+/* Frames a JSON value as one text message (and drops the reference).  NULL on failure. */
+vg_chunk_t *vg_profile_frame(json_t *msg);
+/* Sends a JSON value as a text message on the session (and drops the reference). */
+void vg_profile_send(vg_session_t *s, json_t *msg);
+
+#endif

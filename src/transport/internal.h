@@ -1,0 +1,71 @@
+/*
+ * What the files of transport/ share among themselves and nothing above them may call: the
+ * WebSocket user side (wsuser.c) that session.c drives, the SSE and long-poll streams, and the
+ * helpers they share (libuv's internal.h plays this part for src/unix/).
+ */
+#ifndef VG_TRANSPORT_INTERNAL_H
+#define VG_TRANSPORT_INTERNAL_H
+
+#include "transport/transport.h"
+
+/* The WebSocket user side (transport/wsuser.c), called by session.c. */
+/* Before the 101: checks Origin and authenticates.  Returns 0 to go on (with *fail_reason set
+ * when the socket must be closed with 1008 right after the handshake), or an HTTP status already
+ * answered (403). */
+int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason);
+/* Authenticates a request that opens a stream (token, ticket, Bearer or anonymous): fills
+ * s->identity.  Returns 0 or VG_EAUTH with a reason. */
+int vg__wsuser_authenticate(vg_session_t *s, vg_http_request_t *req, const char **reason);
+/* Fills s->reg for vg_registry_add (endpoint from s->endpoint). */
+void vg__wsuser_registry_init(vg_session_t *s);
+/* After the 101: registers the connection, starts heartbeats, calls the endpoint's on_open. */
+void vg__wsuser_open(vg_session_t *s, const char *fail_reason);
+/* Bytes arrived: the peer is alive. */
+void vg__wsuser_seen(vg_session_t *s, size_t bytes);
+/* A message arrived: rate limit.  Returns nonzero when the endpoint may handle it. */
+int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len);
+/* The connection's timer fired while the WebSocket is open (heartbeat, token expiry). */
+void vg__wsuser_timer(vg_session_t *s);
+/* Re-arms the timer for the next heartbeat or expiry. */
+void vg__wsuser_schedule(vg_session_t *s);
+/* The connection is going away: leave the index, the registry, the listener list. */
+void vg__wsuser_cleanup(vg_session_t *s);
+/* Replaces the identity (refresh); returns 0 or VG_EAUTH with reason. */
+int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason);
+
+/* Queues one delivered message on an SSE stream. */
+void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                 vg_chunk_t *frame);
+/* The stream's timer fired (heartbeat comment, token expiry). */
+void vg_sse_timer(vg_session_t *s);
+
+/* Reads ?channels=a,b into out[] (pointers into buf), checking names and permissions; answers
+ * 400/403 itself.  Returns the count or -1. */
+int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf, size_t cap,
+                              char **out, size_t max);
+
+/* ?since_time=<ms or RFC 3339>: recovery by time for the request's patterns (channels that first
+ * appeared while the client was away).  Returns 1 with *tr filled (pointing into patterns[n]),
+ * 0 when absent or there is no pattern, -1 when malformed. */
+struct vg_time_recovery_s;
+int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t n,
+                                const char **patterns, struct vg_time_recovery_s *tr);
+#define SINCE_TIME_ERROR "since_time: milliseconds since 1970 or an RFC 3339 UTC timestamp"
+
+/* Subscribes op->s to op->channels (a callback for vg_hub_subscribe_atomically). */
+typedef struct vg_stream_sub_s {
+    vg_session_t *s;
+    char **channels;
+    size_t count;
+} vg_stream_sub_t;
+void vg__stream_subscribe_all(void *arg);
+
+/* A message for a held poll: answers it. */
+void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                     vg_chunk_t *frame);
+/* The held poll's timer fired: answers with what it has (nothing). */
+void vg_poll_timeout(vg_session_t *s);
+/* Frees a held poll's state (connection closing). */
+void vg_poll_dispose(vg_session_t *s);
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * GET /api/poll?channels=a,b[&since=a:12,b:7][&timeout=25]: long-polling, the last fallback.
+ *
+ * Answers at once with what the client missed after `since` when history has it; otherwise the
+ * request is held as an ordinary hub subscriber until a message arrives or `timeout` seconds pass
+ * (then the list is empty: never 204).  The answer is
+ *     {"messages":[...],"since":"a:13,b:7"}
+ * where `since` is what to send next time.  Between polls the client is not subscribed; history
+ * covers the gap, so nothing published in between is lost.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/acks.h"
+#include "transport/internal.h"
+#include "proto/channel.h"
+#include "core/hub.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define MAX_CHANNELS  64
+#define MAX_TIMEOUT_S 120.0
+
+typedef struct vg_poll_s {
+    vg_buf_t messages; /* JSON texts separated by commas */
+    size_t count;
+    struct pos_s {
+        char *channel;
+        uint64_t offset;
+    } pos[MAX_CHANNELS];
+    size_t num_pos;
+} poll_t;
+
+static const vg_ws_endpoint_t poll_endpoint = {.path = "/api/poll", .authenticate = 1};
+
+static void set_pos(poll_t *p, const char *channel, size_t len, uint64_t offset)
+{
+    if (offset == 0 && p->num_pos > 0)
+        return; /* a redelivered acknowledged message: it moves no position */
+    for (size_t i = 0; i < p->num_pos; i++) {
+        if (strlen(p->pos[i].channel) == len && memcmp(p->pos[i].channel, channel, len) == 0) {
+            if (offset > p->pos[i].offset)
+                p->pos[i].offset = offset;
+            return;
+        }
+    }
+    if (p->num_pos < MAX_CHANNELS) {
+        p->pos[p->num_pos].channel = vg_strndup(channel, len);
+        p->pos[p->num_pos++].offset = offset;
+    }
+}
+
+static void add_message(poll_t *p, const char *channel, size_t len, uint64_t offset,
+                        const vg_chunk_t *frame)
+{
+    const uint8_t *payload;
+    size_t plen;
+    vg_ws_frame_payload(frame, &payload, &plen);
+    if (p->count++ > 0)
+        vg_buf_append(&p->messages, ",", 1);
+    vg_buf_append(&p->messages, payload, plen);
+    set_pos(p, channel, len, offset);
+}
+
+void vg_poll_dispose(vg_session_t *s)
+{
+    poll_t *p = s->poll;
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->num_pos; i++)
+        vg_free(p->pos[i].channel);
+    vg_buf_dispose(&p->messages);
+    vg_free(p);
+    s->poll = NULL;
+}
+
+/* Answers, leaves the hub, and goes back to reading requests. */
+static void finish(vg_session_t *s)
+{
+    poll_t *p = s->poll;
+    vg_buf_t body = VG_BUF_INIT;
+    vg_buf_append_str(&body, "{\"messages\":[");
+    vg_buf_append(&body, p->messages.base, p->messages.len);
+    vg_buf_append_str(&body, "],\"since\":\"");
+    for (size_t i = 0; i < p->num_pos; i++) {
+        if (i > 0)
+            vg_buf_append(&body, ",", 1);
+        vg_buf_append_json_escaped(&body, p->pos[i].channel, strlen(p->pos[i].channel));
+        vg_buf_printf(&body, ":%" PRIu64, p->pos[i].offset);
+    }
+    vg_buf_append_str(&body, "\"}");
+    vg_conn_timer_stop(s->conn);
+    vg__wsuser_cleanup(s);
+    s->authenticated = s->registered = 0;
+    memset(&s->identity, 0, sizeof(s->identity));
+    s->event_types = NULL;
+    s->num_event_types = 0;
+    vg_poll_dispose(s);
+    vg_session_respond(s, 200, "application/json", "Cache-Control: no-store\r\n", body.base,
+                       body.len);
+    vg_buf_dispose(&body);
+    vg_session_resume_http(s);
+}
+
+void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                     vg_chunk_t *frame)
+{
+    add_message(s->poll, channel, channel_len, offset, frame);
+    /* Answered from the timer, not here: this runs inside the index's match loop, which must not
+     * see subscriptions removed; messages arriving meanwhile join the same answer. */
+    if (s->poll->count == 1)
+        vg_conn_timer_start(s->conn, 0);
+}
+
+void vg_poll_timeout(vg_session_t *s)
+{
+    finish(s);
+}
+
+/* since=a:12,b:7 -> recovery requests (any epoch: the client only has offsets). */
+static int parse_since(vg_http_request_t *req, char *buf, size_t cap, vg_recovery_t *rec,
+                       size_t max)
+{
+    int n = vg_http_query_get(req, "since", buf, cap);
+    if (n <= 0)
+        return 0;
+    size_t count = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(tok, ':'), *end;
+        if (colon == NULL || count == max)
+            return -1;
+        *colon = '\0';
+        unsigned long long off = strtoull(colon + 1, &end, 10);
+        if (*end != '\0' || colon[1] == '\0' || vg_channel_check_name(tok, strlen(tok)) != NULL)
+            return -1;
+        memset(&rec[count], 0, sizeof(rec[count]));
+        rec[count].channel = tok;
+        rec[count].has_since = 1;
+        rec[count].since_offset = off;
+        rec[count++].any_epoch = 1;
+    }
+    return (int)count;
+}
+
+static int covered(char **channels, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (vg_channel_match(channels[i], strlen(channels[i]), name, strlen(name)))
+            return 1;
+    return 0;
+}
+
+void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
+{
+    (void)m;
+    const char *reason = "unauthorized";
+    if (vg__wsuser_authenticate(s, req, &reason) != 0) {
+        vg_session_respond_error(s, 401, "unauthorized", reason, NULL);
+        return;
+    }
+    s->authenticated = 1;
+    s->endpoint = &poll_endpoint;
+    vg_session_subscriber_init(s);
+    char chbuf[4096], sincebuf[4096], tbuf[32], *channels[MAX_CHANNELS];
+    vg_recovery_t rec[MAX_CHANNELS];
+    int n = vg__stream_parse_channels(s, req, chbuf, sizeof(chbuf), channels, MAX_CHANNELS);
+    if (n < 0)
+        goto refused;
+    int nrec = parse_since(req, sincebuf, sizeof(sincebuf), rec, MAX_CHANNELS);
+    const char *patterns[MAX_CHANNELS];
+    vg_time_recovery_t tr;
+    int has_time = vg__stream_parse_since_time(req, channels, (size_t)n, patterns, &tr);
+    if (has_time < 0) {
+        vg_session_respond_error(s, 400, "bad_request", SINCE_TIME_ERROR, NULL);
+        goto refused;
+    }
+    double timeout = 25;
+    if (vg_http_query_get(req, "timeout", tbuf, sizeof(tbuf)) > 0)
+        timeout = strtod(tbuf, NULL);
+    for (int i = 0; nrec > 0 && i < nrec; i++)
+        if (!covered(channels, (size_t)n, rec[i].channel))
+            nrec = -1;
+    if (nrec < 0 || !(timeout >= 0 && timeout <= MAX_TIMEOUT_S)) {
+        vg_session_respond_error(s, 400, "bad_request",
+                                 nrec < 0 ? "since: expected channel:offset,... for channels of "
+                                            "this request"
+                                          : "timeout: 0 to 120 seconds",
+                                 NULL);
+        goto refused;
+    }
+    vg__wsuser_registry_init(s);
+    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
+                        vg_session_user_limit(s)) != 0) {
+        vg_app_count_refusal(s->app, "too many connections");
+        vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
+        goto refused;
+    }
+    s->registered = 1;
+    s->poll = vg_calloc(1, sizeof(poll_t));
+    int first_poll = nrec == 0;
+    /* Channels asked for by name but not in since start from their current position: ask the
+     * hub for it in the same atomic step. */
+    for (int i = 0; i < n && (size_t)nrec < MAX_CHANNELS; i++) {
+        int known = vg_channel_is_pattern(channels[i], strlen(channels[i]));
+        for (int k = 0; k < nrec && !known; k++)
+            known = strcmp(rec[k].channel, channels[i]) == 0;
+        if (!known) {
+            memset(&rec[nrec], 0, sizeof(rec[nrec]));
+            rec[nrec++].channel = channels[i];
+        }
+    }
+    vg_stream_sub_t op = {s, channels, (size_t)n};
+    vg_missed_t missed;
+    vg_hub_subscribe_atomically_ex(s->conn->worker, vg__stream_subscribe_all, &op, rec,
+                                   (size_t)nrec, has_time ? &tr : NULL, &missed);
+    for (int i = 0; i < nrec; i++) {
+        /* Not recovered (history lost the gap or the server restarted): go on from now. */
+        uint64_t from = rec[i].has_since && rec[i].recovered ? rec[i].since_offset : rec[i].offset;
+        set_pos(s->poll, rec[i].channel, strlen(rec[i].channel), from);
+    }
+    for (size_t i = 0; i < missed.count; i++)
+        add_message(s->poll, missed.channels[i], strlen(missed.channels[i]), missed.offsets[i],
+                    missed.frames[i]);
+    vg_hub_missed_dispose(&missed);
+    /* Unacked messages come with the first poll (no since), like a WebSocket's subscribe; the
+     * following polls carry on from there instead of repeating them until acked. */
+    if (first_poll)
+        vg_acks_replay(s, (const char *const *)channels, (size_t)n);
+    if (s->poll->count > 0 || timeout == 0) {
+        finish(s);
+        return;
+    }
+    vg_conn_timer_start(s->conn, (uint64_t)(timeout * 1000));
+    return;
+refused:
+    vg_identity_dispose(&s->identity);
+    s->authenticated = 0;
+}

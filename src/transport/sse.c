@@ -1,0 +1,216 @@
+/*
+ * GET /api/sse: Server-Sent Events, the fallback for networks that block WebSocket.
+ *
+ * The stream is an ordinary subscriber of the hub (same index, registry, limits and history as
+ * a WebSocket); only the encoding differs: each message becomes
+ *     id: <channel>:<offset>\ndata: <the message's JSON>\n\n
+ * built from the payload of the shared WebSocket frame.  A browser's EventSource reconnects by
+ * itself and sends Last-Event-ID, from which the stream recovers exactly what was missed on that
+ * channel.  A comment line every 15 s keeps proxies from timing the stream out.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/acks.h"
+#include "transport/internal.h"
+#include "proto/channel.h"
+#include "core/hub.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define HEARTBEAT_MS 15000
+#define MAX_CHANNELS 64
+
+static const vg_ws_endpoint_t sse_endpoint = {.path = "/api/sse", .authenticate = 1};
+
+void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                 vg_chunk_t *frame)
+{
+    const uint8_t *payload;
+    size_t len;
+    vg_ws_frame_payload(frame, &payload, &len);
+    vg_chunk_t *ev = vg_chunk_new(channel_len + len + 48);
+    /* Redelivered acknowledged messages have no offset: no id, so the browser's Last-Event-ID
+     * keeps pointing at the last live one. */
+    int n = offset == 0
+                ? snprintf((char *)ev->data, ev->cap, "data: ")
+                : snprintf((char *)ev->data, ev->cap,
+                           "id: %.*s:%" PRIu64 "\ndata: ", (int)channel_len, channel, offset);
+    memcpy(ev->data + n, payload, len);
+    memcpy(ev->data + n + len, "\n\n", 2);
+    ev->len = (size_t)n + len + 2;
+    int err = vg_conn_send(s->conn, ev);
+    vg_chunk_unref(ev);
+    if (err == VG_ELIMIT) {
+        vg_notice("conn %" PRIu64 " from %s: SSE closed: slow consumer", s->conn->id,
+                  s->conn->peer);
+        vg_conn_close(s->conn);
+    } else if (err == 0) {
+        atomic_store_explicit(&s->reg.messages_out,
+                              atomic_load_explicit(&s->reg.messages_out, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+}
+
+void vg_sse_timer(vg_session_t *s)
+{
+    if (s->identity.expires_at > 0 &&
+        vg_wall_seconds() > s->identity.expires_at + s->app->cfg->jwt_leeway) {
+        static const char bye[] = "event: error\ndata: {\"code\":\"token_expired\"}\n\n";
+        vg_conn_send_copy(s->conn, bye, sizeof(bye) - 1);
+        vg_conn_close_after_flush(s->conn);
+        return;
+    }
+    static const char ping[] = ": ping\n\n";
+    vg_conn_send_copy(s->conn, ping, sizeof(ping) - 1);
+    vg_conn_timer_start(s->conn, HEARTBEAT_MS);
+}
+
+void vg__stream_subscribe_all(void *arg)
+{
+    vg_stream_sub_t *op = arg;
+    vg_subs_t *index = vg_hub_subs(op->s->conn->worker);
+    for (size_t i = 0; i < op->count; i++)
+        vg_subs_add(index, &op->s->subscriber, op->channels[i], strlen(op->channels[i]));
+}
+
+/* Splits ?channels=a,b and checks each against the user's permissions.  Returns the count or
+ * -1 after answering the error. */
+int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf, size_t cap,
+                              char **out, size_t max)
+{
+    int n = vg_http_query_get(req, "channels", buf, cap);
+    if (n <= 0) {
+        vg_session_respond_error(s, 400, "bad_request", "channels: required", NULL);
+        return -1;
+    }
+    vg_patterns_t allowed;
+    vg_session_allowed(s, &allowed);
+    int count = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        char message[300];
+        const char *why = vg_channel_check_pattern(tok, strlen(tok));
+        if (why != NULL || (size_t)count == max) {
+            snprintf(message, sizeof(message), "channels: \"%.200s\": %s", tok,
+                     why ? why : "too many channels");
+            vg_session_respond_error(s, 400, "invalid_channel", message, NULL);
+            return -1;
+        }
+        if (!vg_patterns_covers(&allowed, tok, strlen(tok))) {
+            snprintf(message, sizeof(message), "not allowed to subscribe to \"%.200s\"", tok);
+            vg_session_respond_error(s, 403, "forbidden", message, NULL);
+            return -1;
+        }
+        out[count++] = tok;
+    }
+    return count;
+}
+
+int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t n,
+                                const char **patterns, vg_time_recovery_t *tr)
+{
+    char text[64];
+    int64_t ms;
+    if (vg_http_query_get(req, "since_time", text, sizeof(text)) <= 0)
+        return 0;
+    if (vg_parse_time_ms(text, &ms) != 0)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (vg_channel_is_pattern(channels[i], strlen(channels[i])))
+            patterns[k++] = channels[i];
+    tr->patterns = patterns;
+    tr->num_patterns = k;
+    tr->since_ms = ms;
+    return k > 0;
+}
+
+/* Last-Event-ID "<channel>:<offset>" -> a recovery request for that channel. */
+static int parse_last_event_id(vg_http_request_t *req, char *buf, size_t cap, vg_recovery_t *r)
+{
+    vg_iov_t id = vg_http_header_get(req, "Last-Event-ID");
+    if (id.base == NULL || id.len == 0 || id.len >= cap)
+        return 0;
+    memcpy(buf, id.base, id.len);
+    buf[id.len] = '\0';
+    char *colon = strrchr(buf, ':'), *end;
+    if (colon == NULL)
+        return 0;
+    *colon = '\0';
+    unsigned long long off = strtoull(colon + 1, &end, 10);
+    if (*end != '\0' || vg_channel_check_name(buf, strlen(buf)) != NULL)
+        return 0;
+    memset(r, 0, sizeof(*r));
+    r->channel = buf;
+    r->has_since = 1;
+    r->since_offset = off;
+    return 1;
+}
+
+static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channels, size_t n,
+                         const vg_time_recovery_t *tr)
+{
+    char idbuf[256];
+    vg_recovery_t rec;
+    size_t nrec = (size_t)parse_last_event_id(req, idbuf, sizeof(idbuf), &rec);
+    vg_stream_sub_t op = {s, channels, n};
+    vg_missed_t missed;
+    /* The id names no epoch: recover within the current one.  A restarted server numbers
+     * from 1 again, which is caught when the id's offset is ahead of the channel's. */
+    rec.any_epoch = 1;
+    vg_hub_subscribe_atomically_ex(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec, tr,
+                                   &missed);
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+                               "Connection: close\r\n\r\n: connected\n\n";
+    vg_conn_send_copy(s->conn, head, sizeof(head) - 1);
+    for (size_t i = 0; i < missed.count; i++)
+        vg_session_deliver(s, missed.channels[i], strlen(missed.channels[i]), missed.types[i],
+                           missed.offsets[i], missed.frames[i]);
+    vg_hub_missed_dispose(&missed);
+    vg_acks_replay(s, (const char *const *)channels, n);
+    vg_conn_timer_start(s->conn, HEARTBEAT_MS);
+}
+
+void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
+{
+    (void)m;
+    const char *reason = "unauthorized";
+    if (vg__wsuser_authenticate(s, req, &reason) != 0) {
+        vg_session_respond_error(s, 401, "unauthorized", reason, NULL);
+        return;
+    }
+    s->authenticated = 1;
+    s->endpoint = &sse_endpoint;
+    vg_session_subscriber_init(s);
+    char buf[4096], *channels[MAX_CHANNELS];
+    int n = vg__stream_parse_channels(s, req, buf, sizeof(buf), channels, MAX_CHANNELS);
+    if (n < 0)
+        return;
+    const char *patterns[MAX_CHANNELS];
+    vg_time_recovery_t tr;
+    int has_time = vg__stream_parse_since_time(req, channels, (size_t)n, patterns, &tr);
+    if (has_time < 0) {
+        vg_session_respond_error(s, 400, "bad_request", SINCE_TIME_ERROR, NULL);
+        return;
+    }
+    vg__wsuser_registry_init(s);
+    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
+                        vg_session_user_limit(s)) != 0) {
+        vg_app_count_refusal(s->app, "too many connections");
+        vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
+        return;
+    }
+    s->registered = 1;
+    s->sse = 1;
+    s->keep_alive = 0;
+    vg_notice("conn %" PRIu64 " from %s: user %s connected on /api/sse", s->conn->id, s->conn->peer,
+              s->identity.user);
+    start_stream(s, req, channels, (size_t)n, has_time ? &tr : NULL);
+    vg_session_subscriptions_changed(s);
+}
