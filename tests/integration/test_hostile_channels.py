@@ -364,3 +364,20 @@ def test_sse_last_event_id_is_strict(vigil_factory):
             c._fill(time.monotonic() + 10)
             data, c.buf = data + c.buf, b""
         assert b"id: a.b:2\n" in data and b"id: a.b:3\n" in data
+
+
+def test_last_event_id_cannot_read_another_channel(vigil_factory):
+    """Last-Event-ID named any channel and replayed its history, whatever the user may read: a
+    client allowed only pub.> asked for pub.a with Last-Event-ID secret.y:0."""
+    srv = start(vigil_factory, "--default-channels", "pub.>")
+    publish(srv, "secret.y", ["the secret"])
+    with srv.conn() as c:
+        c.send("GET /api/sse?channels=pub.a HTTP/1.1\r\nHost: x\r\n"
+               "Last-Event-ID: secret.y:0\r\n\r\n")
+        head = c._read_until(b"\r\n\r\n", time.monotonic() + 10)
+        if b" 200 " in head.split(b"\r\n")[0]:
+            while b"\n\n" not in c.buf.split(b": connected\n\n", 1)[-1]:
+                c._fill(time.monotonic() + 10)
+            raise AssertionError(f"streamed: {c.buf!r}")
+        c.buf = head + c.buf
+        expect_400(c.read_response(), "Last-Event-ID")
