@@ -14,6 +14,10 @@
 #include "util/log.h"
 
 #define CHANNEL_BUCKETS 65536
+/* Counters of records freed, per slot of name hashes (see run_epoch).  More slots than buckets,
+ * so that a free rarely changes the epoch of another name; the pages are only touched as
+ * records are freed. */
+#define FREE_SLOTS (1u << 20)
 /* A channel without history is freed once nothing was published on it for --history-ttl, and
  * never sooner than this: a live subscriber that saw its last message then sees the next run's
  * offsets restart with a clearly later timestamp, which clients read as a restart (vigil.js
@@ -107,11 +111,11 @@ typedef struct hub_worker_s {
 struct vg_hub_s {
     pthread_mutex_t publish_lock; /* offsets, history, inbox order */
     channel_t **channels;
-    /* Per bucket: channels_freed when a record hashing there was last freed.  It is part of the
-     * epoch of a channel's next run (run_epoch), so a run that starts after a free has a new
-     * epoch, while one that starts without a record being freed in between has the epoch that
-     * subscribers were given before it existed. */
-    uint64_t *freed_at;
+    /* Per slot of name hashes: records freed there so far.  It is part of the epoch of a
+     * channel's next run (run_epoch), so a run that starts after a free has a new epoch, while
+     * one that starts without a record being freed in between has the epoch that subscribers
+     * were given before it existed. */
+    uint32_t *frees;
     channel_t *by_time_oldest, *by_time_newest;
     size_t num_channels;
     uint64_t channels_freed;
@@ -159,7 +163,7 @@ vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history)
         h->epoch_key = (uint64_t)vg_wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
     pthread_mutex_init(&h->publish_lock, NULL);
     h->channels = vg_calloc(CHANNEL_BUCKETS, sizeof(*h->channels));
-    h->freed_at = vg_calloc(CHANNEL_BUCKETS, sizeof(*h->freed_at));
+    h->frees = vg_calloc(FREE_SLOTS, sizeof(*h->frees));
     h->num_workers = num_workers;
     h->workers = vg_calloc((size_t)num_workers, sizeof(*h->workers));
     return h;
@@ -179,7 +183,7 @@ void vg_hub_free(vg_hub_t *h)
         }
     }
     vg_free(h->channels);
-    vg_free(h->freed_at);
+    vg_free(h->frees);
     vg_free(h->workers);
     pthread_mutex_destroy(&h->publish_lock);
     vg_free(h);
@@ -318,20 +322,25 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
+static uint32_t *frees_of(const vg_hub_t *h, uint64_t hash)
+{
+    return &h->frees[mix(hash) & (FREE_SLOTS - 1)];
+}
+
 /*
  * The epoch of the channel's next run of offsets, which is also what a subscriber is told while
  * the channel has no record.  It depends on the process's random key (a restart gives new
- * epochs), the name, and the count of frees at the last one in the name's bucket, which only
- * grows.  So:
+ * epochs), the name, and the count of records freed in the name's slot, which only grows.  So:
  *   - a subscriber given an epoch before the first publish holds the epoch that run gets, and
  *     recovers from it like from any other position;
  *   - once a run's record is freed, the next run of that name has another epoch, and a position
  *     in the old run (or taken before it) is refused instead of read as the new run's.
- * A free of another name in the bucket changes the epoch too: that only ever refuses.
+ * A free of another name in the same slot changes the epoch too: that only ever refuses.
  */
 static void run_epoch(const vg_hub_t *h, const char *name, char out[17])
 {
-    uint64_t z = mix(mix(name_hash(name) ^ h->epoch_key) + h->freed_at[bucket_of(name)]);
+    uint64_t hash = name_hash(name);
+    uint64_t z = mix(mix(hash ^ h->epoch_key) + *frees_of(h, hash));
     snprintf(out, 17, "%016llx", (unsigned long long)z);
 }
 
@@ -403,13 +412,14 @@ static void by_time_touch(vg_hub_t *h, channel_t *c, int64_t time_ms)
 
 static void channel_free(vg_hub_t *h, channel_t *c)
 {
-    size_t b = bucket_of(c->name);
-    channel_t **link = &h->channels[b];
+    uint64_t hash = name_hash(c->name);
+    channel_t **link = &h->channels[hash % CHANNEL_BUCKETS];
     while (*link != c)
         link = &(*link)->next;
     *link = c->next;
     by_time_unlink(h, c);
-    h->freed_at[b] = ++h->channels_freed;
+    (*frees_of(h, hash))++;
+    h->channels_freed++;
     h->num_channels--;
     vg_free(c->name);
     vg_free(c);
@@ -790,8 +800,8 @@ static void missed_push(vg_missed_t *m, const hist_t *e)
 }
 
 /* Recovery works when the client's epoch is the channel's and nothing after its offset has been
- * dropped from history.  A channel without a record answers offset 0 and an epoch for "nothing
- * published as of now" (the record is not created: subscribing costs the hub nothing). */
+ * dropped from history.  A channel without a record answers offset 0 and the epoch its next run
+ * will have; no record is created, so subscribing costs the hub nothing. */
 static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
 {
     channel_t *c = channel_find(h, r->channel);

@@ -110,8 +110,7 @@ int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf
             return -1;
         }
         if (!vg_patterns_covers(&allowed, tok, strlen(tok))) {
-            snprintf(message, sizeof(message), "not allowed to subscribe to \"%.*s\"", quoted,
-                     tok);
+            snprintf(message, sizeof(message), "not allowed to subscribe to \"%.*s\"", quoted, tok);
             vg_session_respond_error(s, 403, "forbidden", message, NULL);
             return -1;
         }
