@@ -709,6 +709,15 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
            (double)st.slow_consumers);
     metric(&b, "vigil_uptime_seconds", "gauge", "Seconds since start.",
            (double)(vg_wall_ms() - app->started_ms) / 1e3);
+    size_t channels;
+    uint64_t channels_freed;
+    vg_hub_channel_counts(app->hub, &channels, &channels_freed);
+    metric(&b, "vigil_channels", "gauge",
+           "Channel records held: published to within --history-ttl, with history, or durable.",
+           (double)channels);
+    metric(&b, "vigil_channels_freed_total", "counter",
+           "Channel records freed after --history-ttl without a publish (at least 1 s).",
+           (double)channels_freed);
     append_by_endpoint(&b, app);
     append_refusals(&b, app);
     vg_buf_append_str(&b, "# HELP vigil_publish_to_write_seconds Time from publish to the "

@@ -14,6 +14,19 @@
 #include "util/log.h"
 
 #define CHANNEL_BUCKETS 65536
+/* Counters of records freed, per slot of name hashes (see run_epoch).  More slots than buckets,
+ * so that a free rarely changes the epoch of another name; the pages are only touched as
+ * records are freed. */
+#define FREE_SLOTS (1u << 20)
+/* A channel without history is freed once nothing was published on it for --history-ttl, and
+ * never sooner than this: a live subscriber that saw its last message then sees the next run's
+ * offsets restart with a clearly later timestamp, which clients read as a restart (vigil.js
+ * allows 200 ms of skew), not as duplicates. */
+#define CHANNEL_KEEP_MIN_MS 1000
+/* Idle channels freed per publish and per tick of worker 0: enough to keep up with channels
+ * being created, small enough not to hold the publish lock for long. */
+#define SWEEP_PER_PUBLISH 4
+#define SWEEP_PER_TICK    1024
 
 const double vg_hub_latency_bounds_us[16] = {50,     100,   250,   500,   1000,   2500,
                                              5000,   10000, 25000, 50000, 100000, 250000,
@@ -57,13 +70,20 @@ typedef struct hist_s {
     struct hist_s *all_prev, *all_next;
 } hist_t;
 
+/* A channel record exists only while the channel has been published to recently or still has
+ * history (or is durable): subscribers and polls never create one, so any number of names can
+ * be subscribed to without the hub holding anything for them. */
 struct channel_s {
     char *name;
     uint64_t offset; /* of the last message published */
     char epoch[17];  /* changes whenever offsets restart (a new process, a new channel) */
+    int64_t last_ms; /* of the last message published */
     hist_t *oldest, *newest;
     size_t count;
     struct channel_s *next;
+    /* The hub's list of records by last publish, newest last (since_time, the idle sweep). */
+    struct channel_s *by_time_prev, *by_time_next;
+    int in_by_time;
 };
 
 typedef struct hub_worker_s {
@@ -91,10 +111,18 @@ typedef struct hub_worker_s {
 struct vg_hub_s {
     pthread_mutex_t publish_lock; /* offsets, history, inbox order */
     channel_t **channels;
+    /* Per slot of name hashes: records freed there so far.  It is part of the epoch of a
+     * channel's next run (run_epoch), so a run that starts after a free has a new epoch, while
+     * one that starts without a record being freed in between has the epoch that subscribers
+     * were given before it existed. */
+    uint32_t *frees;
+    channel_t *by_time_oldest, *by_time_newest;
+    size_t num_channels;
+    uint64_t channels_freed;
     vg_hub_history_t history; /* limits */
     hist_t *oldest, *newest;  /* every history entry, in publish order */
     size_t history_bytes;
-    uint64_t epoch_seed;
+    uint64_t epoch_key;
     vg_hub_durability_t durability;
     vg_hub_command_cb command_handler;
     void (*tick_fn)(void *arg, int64_t now_ms);
@@ -107,6 +135,8 @@ struct vg_hub_s {
 
 static void hist_drop(vg_hub_t *h, hist_t *e);
 static channel_t *channel_get(vg_hub_t *h, const char *name);
+static void by_time_touch(vg_hub_t *h, channel_t *c, int64_t time_ms);
+static void sweep_idle(vg_hub_t *h, int64_t now_ms, size_t budget);
 static item_t *item_new(int kind);
 
 static void item_unref(item_t *it)
@@ -128,12 +158,13 @@ vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history)
 {
     vg_hub_t *h = vg_calloc(1, sizeof(*h));
     h->history = *history;
-    /* Epochs must never repeat (across restarts, or two hubs): seed them from the kernel's
+    /* Epochs must never repeat (across restarts, or two hubs): key them from the kernel's
      * random source, falling back to the clock and the pid. */
-    if (getrandom(&h->epoch_seed, sizeof(h->epoch_seed), 0) != (ssize_t)sizeof(h->epoch_seed))
-        h->epoch_seed = (uint64_t)vg_wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
+    if (getrandom(&h->epoch_key, sizeof(h->epoch_key), 0) != (ssize_t)sizeof(h->epoch_key))
+        h->epoch_key = (uint64_t)vg_wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
     pthread_mutex_init(&h->publish_lock, NULL);
     h->channels = vg_calloc(CHANNEL_BUCKETS, sizeof(*h->channels));
+    h->frees = vg_calloc(FREE_SLOTS, sizeof(*h->frees));
     h->num_workers = num_workers;
     h->workers = vg_calloc((size_t)num_workers, sizeof(*h->workers));
     return h;
@@ -153,6 +184,7 @@ void vg_hub_free(vg_hub_t *h)
         }
     }
     vg_free(h->channels);
+    vg_free(h->frees);
     vg_free(h->workers);
     pthread_mutex_destroy(&h->publish_lock);
     vg_free(h);
@@ -264,31 +296,173 @@ void vg_hub_restore_message(vg_hub_t *h, const char *channel, uint64_t offset, i
     it->type = vg_strdup(type);
     it->offset = offset;
     hist_append(h, c, it, time_ms);
+    by_time_touch(h, c, time_ms);
     item_unref(it);
 }
 
-/* ---- publishing (any thread) ---- */
+/* ---- channel records and epochs (under publish_lock) ---- */
 
-static channel_t *channel_get(vg_hub_t *h, const char *name)
+static uint64_t name_hash(const char *name)
 {
-    size_t b = 1469598103934665603u;
+    uint64_t x = 1469598103934665603u; /* FNV-1a */
     for (const char *p = name; *p; p++)
-        b = (b ^ (unsigned char)*p) * 1099511628211u;
-    b %= CHANNEL_BUCKETS;
-    for (channel_t *c = h->channels[b]; c != NULL; c = c->next)
-        if (strcmp(c->name, name) == 0)
-            return c;
-    channel_t *c = vg_calloc(1, sizeof(*c));
-    c->name = vg_strdup(name);
-    /* splitmix64 of a per-hub counter: unique per channel and per process. */
-    uint64_t z = (h->epoch_seed += 0x9E3779B97F4A7C15u);
+        x = (x ^ (unsigned char)*p) * 1099511628211u;
+    return x;
+}
+
+static size_t bucket_of(const char *name)
+{
+    return (size_t)(name_hash(name) % CHANNEL_BUCKETS);
+}
+
+/* The splitmix64 finalizer: a bijection of 64-bit values that looks random. */
+static uint64_t mix(uint64_t z)
+{
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    snprintf(c->epoch, sizeof(c->epoch), "%016llx", (unsigned long long)(z ^ (z >> 31)));
+    return z ^ (z >> 31);
+}
+
+static uint32_t *frees_of(const vg_hub_t *h, uint64_t hash)
+{
+    return &h->frees[mix(hash) & (FREE_SLOTS - 1)];
+}
+
+/*
+ * The epoch of the channel's next run of offsets, which is also what a subscriber is told while
+ * the channel has no record.  It depends on the process's random key (a restart gives new
+ * epochs), the name, and the count of records freed in the name's slot, which only grows.  So:
+ *   - a subscriber given an epoch before the first publish holds the epoch that run gets, and
+ *     recovers from it like from any other position;
+ *   - once a run's record is freed, the next run of that name has another epoch, and a position
+ *     in the old run (or taken before it) is refused instead of read as the new run's.
+ * A free of another name in the same slot changes the epoch too: that only ever refuses.
+ */
+static void run_epoch(const vg_hub_t *h, const char *name, char out[17])
+{
+    uint64_t hash = name_hash(name);
+    uint64_t z = mix(mix(hash ^ h->epoch_key) + *frees_of(h, hash));
+    snprintf(out, 17, "%016llx", (unsigned long long)z);
+}
+
+static channel_t *channel_find(vg_hub_t *h, const char *name)
+{
+    for (channel_t *c = h->channels[bucket_of(name)]; c != NULL; c = c->next)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+/* Publishing (and restoring) creates the record. */
+static channel_t *channel_get(vg_hub_t *h, const char *name)
+{
+    channel_t *c = channel_find(h, name);
+    if (c != NULL)
+        return c;
+    size_t b = bucket_of(name);
+    c = vg_calloc(1, sizeof(*c));
+    c->name = vg_strdup(name);
+    run_epoch(h, name, c->epoch);
     c->next = h->channels[b];
     h->channels[b] = c;
+    h->num_channels++;
     return c;
 }
+
+static void by_time_unlink(vg_hub_t *h, channel_t *c)
+{
+    if (!c->in_by_time)
+        return;
+    if (c->by_time_prev != NULL)
+        c->by_time_prev->by_time_next = c->by_time_next;
+    else
+        h->by_time_oldest = c->by_time_next;
+    if (c->by_time_next != NULL)
+        c->by_time_next->by_time_prev = c->by_time_prev;
+    else
+        h->by_time_newest = c->by_time_prev;
+    c->by_time_prev = c->by_time_next = NULL;
+    c->in_by_time = 0;
+}
+
+/* A message at time_ms: the record moves to its place in the list by last publish.  That is the
+ * newest end, found in one step, except when the wall clock went back or for history restored
+ * at start, which comes channel by channel. */
+static void by_time_touch(vg_hub_t *h, channel_t *c, int64_t time_ms)
+{
+    if (time_ms > c->last_ms)
+        c->last_ms = time_ms;
+    if (c->in_by_time && (c->by_time_next == NULL || c->by_time_next->last_ms >= c->last_ms))
+        return; /* already in place */
+    by_time_unlink(h, c);
+    channel_t *after = h->by_time_newest;
+    while (after != NULL && after->last_ms > c->last_ms)
+        after = after->by_time_prev;
+    c->by_time_prev = after;
+    c->by_time_next = after != NULL ? after->by_time_next : h->by_time_oldest;
+    if (c->by_time_next != NULL)
+        c->by_time_next->by_time_prev = c;
+    else
+        h->by_time_newest = c;
+    if (after != NULL)
+        after->by_time_next = c;
+    else
+        h->by_time_oldest = c;
+    c->in_by_time = 1;
+}
+
+static void channel_free(vg_hub_t *h, channel_t *c)
+{
+    uint64_t hash = name_hash(c->name);
+    channel_t **link = &h->channels[hash % CHANNEL_BUCKETS];
+    while (*link != c)
+        link = &(*link)->next;
+    *link = c->next;
+    by_time_unlink(h, c);
+    (*frees_of(h, hash))++;
+    h->channels_freed++;
+    h->num_channels--;
+    vg_free(c->name);
+    vg_free(c);
+}
+
+static int is_durable(vg_hub_t *h, const channel_t *c)
+{
+    return h->durability.wants != NULL && h->durability.wants(h->durability.arg, c->name);
+}
+
+/* Frees up to `budget` records idle for the keep time, oldest first.  History is expired first,
+ * and the keep time is at least --history-ttl, so an idle record has none left.  A durable
+ * channel keeps its record (the store carries its offsets on) but leaves the list. */
+static void sweep_idle(vg_hub_t *h, int64_t now_ms, size_t budget)
+{
+    int64_t keep_ms = (int64_t)(h->history.ttl_seconds * 1000);
+    if (keep_ms < CHANNEL_KEEP_MIN_MS)
+        keep_ms = CHANNEL_KEEP_MIN_MS;
+    channel_t *c = h->by_time_oldest;
+    if (c == NULL || c->last_ms >= now_ms - keep_ms)
+        return;
+    hist_expire(h, now_ms);
+    for (; budget > 0 && (c = h->by_time_oldest) != NULL && c->last_ms < now_ms - keep_ms;
+         budget--) {
+        while (c->oldest != NULL)
+            hist_drop(h, c->oldest); /* restored out of time order: past its time all the same */
+        if (is_durable(h, c))
+            by_time_unlink(h, c);
+        else
+            channel_free(h, c);
+    }
+}
+
+void vg_hub_channel_counts(vg_hub_t *h, size_t *live, uint64_t *freed)
+{
+    pthread_mutex_lock(&h->publish_lock);
+    *live = h->num_channels;
+    *freed = h->channels_freed;
+    pthread_mutex_unlock(&h->publish_lock);
+}
+
+/* ---- publishing (any thread) ---- */
 
 /* The publisher's envelope fields, each followed by a comma. */
 static void append_extra(vg_buf_t *b, json_t *extra)
@@ -371,10 +545,13 @@ static item_t *item_new(int kind)
 
 void vg_hub_publish(vg_hub_t *h, const vg_publish_t *msgs, size_t n, uint64_t *offsets)
 {
-    int64_t now_ms = vg_wall_ms();
     pthread_mutex_lock(&h->publish_lock);
+    /* Read under the lock, so the list by last publish is in time order across publishers. */
+    int64_t now_ms = vg_wall_ms();
+    sweep_idle(h, now_ms, SWEEP_PER_PUBLISH * n);
     for (size_t i = 0; i < n; i++) {
         channel_t *c = channel_get(h, msgs[i].channel);
+        by_time_touch(h, c, now_ms);
         offsets[i] = ++c->offset;
         item_t *it = item_new(ITEM_MESSAGE);
         it->frame = encode_message(&msgs[i], offsets[i], now_ms);
@@ -395,7 +572,10 @@ void vg_hub_publish_raw(vg_hub_t *h, const char *channel, const char *type, cons
                         size_t len)
 {
     pthread_mutex_lock(&h->publish_lock);
+    int64_t now_ms = vg_wall_ms();
+    sweep_idle(h, now_ms, SWEEP_PER_PUBLISH);
     channel_t *c = channel_get(h, channel);
+    by_time_touch(h, c, now_ms);
     item_t *it = item_new(ITEM_MESSAGE);
     it->frame = vg_ws_frame_new(VG_WS_OP_TEXT, json, len);
     it->offset = ++c->offset;
@@ -616,18 +796,26 @@ static void missed_push(vg_missed_t *m, const hist_t *e)
 }
 
 /* Recovery works when the client's epoch is the channel's and nothing after its offset has been
- * dropped from history. */
+ * dropped from history.  A channel without a record answers offset 0 and the epoch its next run
+ * will have; no record is created, so subscribing costs the hub nothing. */
 static void recover_one(vg_hub_t *h, vg_recovery_t *r, vg_missed_t *missed)
 {
-    /* Subscribing makes the channel known, so its epoch exists before the first publish and a
-     * client can recover from "nothing seen yet" (offset 0). */
-    channel_t *c = channel_get(h, r->channel);
+    channel_t *c = channel_find(h, r->channel);
     r->recovered = 0;
-    r->offset = c->offset;
-    snprintf(r->epoch, sizeof(r->epoch), "%s", c->epoch);
-    int same_epoch = r->since_epoch != NULL ? strcmp(r->since_epoch, c->epoch) == 0 : r->any_epoch;
-    if (!r->has_since || !same_epoch || r->since_offset > c->offset)
+    r->offset = c != NULL ? c->offset : 0;
+    if (c != NULL)
+        snprintf(r->epoch, sizeof(r->epoch), "%s", c->epoch);
+    else
+        run_epoch(h, r->channel, r->epoch);
+    if (!r->has_since)
         return;
+    int same_epoch = r->since_epoch != NULL ? strcmp(r->since_epoch, r->epoch) == 0 : r->any_epoch;
+    if (!same_epoch || r->since_offset > r->offset)
+        return;
+    if (c == NULL) {
+        r->recovered = 1; /* nothing published, nothing missed */
+        return;
+    }
     uint64_t first = c->oldest ? c->oldest->offset : c->offset + 1;
     if (r->since_offset + 1 < first)
         return; /* a gap: some of what was missed is gone */
@@ -647,22 +835,29 @@ static int recovered_by_offset(const vg_recovery_t *rec, size_t n, const char *c
     return 0;
 }
 
+/* Visits only the records published to at or after since_ms, and none older than --history-ttl
+ * (they have no history left), from the newest end of the list by last publish: the work is
+ * bounded by what was published recently, not by how many channels there are. */
 static void recover_by_time(vg_hub_t *h, const vg_time_recovery_t *tr, const vg_recovery_t *rec,
-                            size_t n, vg_missed_t *missed)
+                            size_t n, int64_t now_ms, vg_missed_t *missed)
 {
-    for (size_t b = 0; b < CHANNEL_BUCKETS; b++) {
-        for (channel_t *c = h->channels[b]; c != NULL; c = c->next) {
-            if (c->oldest == NULL || c->newest->time_ms < tr->since_ms ||
-                recovered_by_offset(rec, n, c->name))
-                continue;
-            int match = 0;
-            for (size_t p = 0; p < tr->num_patterns && !match; p++)
-                match = vg_channel_match(tr->patterns[p], strlen(tr->patterns[p]), c->name,
-                                         strlen(c->name));
-            for (hist_t *e = c->oldest; match && e != NULL; e = e->ch_next)
-                if (e->time_ms >= tr->since_ms) /* same ms: a channel the client did not name */
-                    missed_push(missed, e);
-        }
+    int64_t from = now_ms - (int64_t)(h->history.ttl_seconds * 1000);
+    if (from < tr->since_ms)
+        from = tr->since_ms;
+    channel_t *c = h->by_time_newest;
+    while (c != NULL && c->by_time_prev != NULL && c->by_time_prev->last_ms >= from)
+        c = c->by_time_prev;
+    /* Oldest first, so what is replayed comes roughly in publish order. */
+    for (; c != NULL; c = c->by_time_next) {
+        if (c->oldest == NULL || c->last_ms < from || recovered_by_offset(rec, n, c->name))
+            continue;
+        int match = 0;
+        for (size_t p = 0; p < tr->num_patterns && !match; p++)
+            match = vg_channel_match(tr->patterns[p], strlen(tr->patterns[p]), c->name,
+                                     strlen(c->name));
+        for (hist_t *e = c->oldest; match && e != NULL; e = e->ch_next)
+            if (e->time_ms >= tr->since_ms) /* same ms: a channel the client did not name */
+                missed_push(missed, e);
     }
 }
 
@@ -685,11 +880,12 @@ void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg)
     /* Everything published so far that this worker has not delivered yet is delivered now, to
      * the subscriptions that existed before; for the new ones it is in history instead. */
     drain_inbox(hw, &calls, &num_calls);
-    hist_expire(h, vg_wall_ms());
+    int64_t now_ms = vg_wall_ms();
+    hist_expire(h, now_ms);
     for (size_t i = 0; i < n; i++)
         recover_one(h, &rec[i], missed);
     if (tr != NULL)
-        recover_by_time(h, tr, rec, n, missed);
+        recover_by_time(h, tr, rec, n, now_ms, missed);
     if (subscribe != NULL)
         subscribe(arg);
     pthread_mutex_unlock(&h->publish_lock);
@@ -718,7 +914,11 @@ void vg_hub_missed_dispose(vg_missed_t *missed)
 static void on_tick(uv_timer_t *t)
 {
     vg_hub_t *h = t->data;
-    h->tick_fn(h->tick_arg, vg_wall_ms());
+    int64_t now_ms = vg_wall_ms();
+    pthread_mutex_lock(&h->publish_lock);
+    sweep_idle(h, now_ms, SWEEP_PER_TICK);
+    pthread_mutex_unlock(&h->publish_lock);
+    h->tick_fn(h->tick_arg, now_ms);
 }
 
 void vg_hub_worker_start(vg_hub_t *h, vg_worker_t *w)

@@ -129,6 +129,9 @@ void vg_hub_publish_raw(vg_hub_t *h, const char *channel, const char *type, cons
                         size_t len);
 /* Total messages published since start. */
 uint64_t vg_hub_published(vg_hub_t *h);
+/* Channel records held (channels published to recently, or with history, or durable) and
+ * records freed since start.  Subscribing creates none. */
+void vg_hub_channel_counts(vg_hub_t *h, size_t *live, uint64_t *freed);
 
 /* A channel position for recovery: the client's (in) and the channel's current one (out). */
 typedef struct vg_recovery_s {

@@ -133,3 +133,15 @@ int vg_utf8_valid(const uint8_t *data, size_t len)
     vg_utf8_init(&v);
     return vg_utf8_feed(&v, data, len) == 0 && vg_utf8_complete(&v);
 }
+
+size_t vg_utf8_truncate(const char *s, size_t len, size_t max)
+{
+    size_t end = len < max ? len : max, boundary = 0;
+    uint32_t state = OK;
+    for (size_t i = 0; i < end && state != NO; i++) {
+        state = transition[state + byte_class[(uint8_t)s[i]]];
+        if (state == OK)
+            boundary = i + 1;
+    }
+    return boundary;
+}

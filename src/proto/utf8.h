@@ -22,5 +22,9 @@ int vg_utf8_feed(vg_utf8_t *v, const uint8_t *data, size_t len);
 int vg_utf8_complete(const vg_utf8_t *v);
 /* One-shot check of a whole buffer: nonzero when it is complete, valid UTF-8. */
 int vg_utf8_valid(const uint8_t *data, size_t len);
+/* The length of the longest prefix of s[0..len) of at most max bytes that is valid UTF-8 ending
+ * on a character boundary: where to cut a name quoted in a message so the message stays valid
+ * UTF-8 (and JSON).  Stops before the first invalid byte, if any. */
+size_t vg_utf8_truncate(const char *s, size_t len, size_t max);
 
 #endif

@@ -52,6 +52,13 @@ int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t 
                                 const char **patterns, struct vg_time_recovery_s *tr);
 #define SINCE_TIME_ERROR "since_time: milliseconds since 1970 or an RFC 3339 UTC timestamp"
 
+/* "<channel>:<offset>" (a long-poll `since` item, an SSE Last-Event-ID) -> a recovery request
+ * for that channel, which must be one of channels[n] (or match one of its patterns).  The offset
+ * is plain decimal digits, 0 to INT64_MAX.  Cuts text at the colon; r->channel points into it.
+ * Returns 0 or -1. */
+struct vg_recovery_s;
+int vg__stream_parse_position(char *text, char **channels, size_t n, struct vg_recovery_s *r);
+
 /* Subscribes op->s to op->channels (a callback for vg_hub_subscribe_atomically). */
 typedef struct vg_stream_sub_s {
     vg_session_t *s;

@@ -120,38 +120,43 @@ void vg_poll_timeout(vg_session_t *s)
     finish(s);
 }
 
-/* since=a:12,b:7 -> recovery requests (any epoch: the client only has offsets). */
-static int parse_since(vg_http_request_t *req, char *buf, size_t cap, vg_recovery_t *rec,
-                       size_t max)
+/* since=a:12,b:7 -> recovery requests (any epoch: the client only has offsets), each for a
+ * channel of the request.  Returns the count, or -1 when malformed. */
+static int parse_since(vg_http_request_t *req, char **channels, size_t n, char *buf, size_t cap,
+                       vg_recovery_t *rec, size_t max)
 {
-    int n = vg_http_query_get(req, "since", buf, cap);
-    if (n <= 0)
+    int len = vg_http_query_get(req, "since", buf, cap);
+    if (len <= 0)
         return 0;
+    if ((size_t)len >= cap)
+        return -1; /* cut short: the last offset would be read wrong */
     size_t count = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        char *colon = strrchr(tok, ':'), *end;
-        if (colon == NULL || count == max)
+        if (count == max || vg__stream_parse_position(tok, channels, n, &rec[count]) != 0)
             return -1;
-        *colon = '\0';
-        unsigned long long off = strtoull(colon + 1, &end, 10);
-        if (*end != '\0' || colon[1] == '\0' || vg_channel_check_name(tok, strlen(tok)) != NULL)
-            return -1;
-        memset(&rec[count], 0, sizeof(rec[count]));
-        rec[count].channel = tok;
-        rec[count].has_since = 1;
-        rec[count].since_offset = off;
         rec[count++].any_epoch = 1;
     }
     return (int)count;
 }
 
-static int covered(char **channels, size_t n, const char *name)
+/* ?timeout=: seconds as plain decimal ("25", "0.5"), 0 to MAX_TIMEOUT_S.  Returns 0 (*timeout
+ * untouched when absent) or -1. */
+static int parse_timeout(vg_http_request_t *req, double *timeout)
 {
-    for (size_t i = 0; i < n; i++)
-        if (vg_channel_match(channels[i], strlen(channels[i]), name, strlen(name)))
-            return 1;
-    return 0;
+    char text[32];
+    int len = vg_http_query_get(req, "timeout", text, sizeof(text));
+    if (len <= 0)
+        return 0;
+    if ((size_t)len >= sizeof(text))
+        return -1;
+    size_t whole = strspn(text, "0123456789"), frac = 0;
+    if (text[whole] == '.')
+        frac = 1 + strspn(text + whole + 1, "0123456789");
+    if (whole == 0 || frac == 1 || text[whole + frac] != '\0')
+        return -1;
+    *timeout = strtod(text, NULL);
+    return *timeout <= MAX_TIMEOUT_S ? 0 : -1;
 }
 
 void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
@@ -165,12 +170,12 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     s->authenticated = 1;
     s->endpoint = &poll_endpoint;
     vg_session_subscriber_init(s);
-    char chbuf[4096], sincebuf[4096], tbuf[32], *channels[MAX_CHANNELS];
+    char chbuf[4096], sincebuf[4096], *channels[MAX_CHANNELS];
     vg_recovery_t rec[MAX_CHANNELS];
     int n = vg__stream_parse_channels(s, req, chbuf, sizeof(chbuf), channels, MAX_CHANNELS);
     if (n < 0)
         goto refused;
-    int nrec = parse_since(req, sincebuf, sizeof(sincebuf), rec, MAX_CHANNELS);
+    int nrec = parse_since(req, channels, (size_t)n, sincebuf, sizeof(sincebuf), rec, MAX_CHANNELS);
     const char *patterns[MAX_CHANNELS];
     vg_time_recovery_t tr;
     int has_time = vg__stream_parse_since_time(req, channels, (size_t)n, patterns, &tr);
@@ -179,16 +184,11 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
         goto refused;
     }
     double timeout = 25;
-    if (vg_http_query_get(req, "timeout", tbuf, sizeof(tbuf)) > 0)
-        timeout = strtod(tbuf, NULL);
-    for (int i = 0; nrec > 0 && i < nrec; i++)
-        if (!covered(channels, (size_t)n, rec[i].channel))
-            nrec = -1;
-    if (nrec < 0 || !(timeout >= 0 && timeout <= MAX_TIMEOUT_S)) {
+    if (nrec < 0 || parse_timeout(req, &timeout) != 0) {
         vg_session_respond_error(s, 400, "bad_request",
-                                 nrec < 0 ? "since: expected channel:offset,... for channels of "
-                                            "this request"
-                                          : "timeout: 0 to 120 seconds",
+                                 nrec < 0 ? "since: expected channel:offset,... (offsets 0 to "
+                                            "2^63-1) for channels of this request"
+                                          : "timeout: 0 to 120 seconds, in decimal",
                                  NULL);
         goto refused;
     }

@@ -17,6 +17,8 @@
 #include "transport/internal.h"
 #include "proto/channel.h"
 #include "core/hub.h"
+#include "transport/transport.h"
+#include "proto/utf8.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -88,21 +90,28 @@ int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf
         vg_session_respond_error(s, 400, "bad_request", "channels: required", NULL);
         return -1;
     }
+    if ((size_t)n >= cap) { /* cut short: the last name would be another channel */
+        vg_session_respond_error(s, 400, "invalid_channel", "channels: too long", NULL);
+        return -1;
+    }
     vg_patterns_t allowed;
     vg_session_allowed(s, &allowed);
     int count = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
         char message[300];
+        /* The name is quoted as far as it is valid UTF-8 (and at most 200 bytes), so the error
+         * body stays valid JSON whatever bytes the client sent. */
+        int quoted = (int)vg_utf8_truncate(tok, strlen(tok), VG_CHANNEL_MAX_LEN);
         const char *why = vg_channel_check_pattern(tok, strlen(tok));
         if (why != NULL || (size_t)count == max) {
-            snprintf(message, sizeof(message), "channels: \"%.200s\": %s", tok,
+            snprintf(message, sizeof(message), "channels: \"%.*s\": %s", quoted, tok,
                      why ? why : "too many channels");
             vg_session_respond_error(s, 400, "invalid_channel", message, NULL);
             return -1;
         }
         if (!vg_patterns_covers(&allowed, tok, strlen(tok))) {
-            snprintf(message, sizeof(message), "not allowed to subscribe to \"%.200s\"", tok);
+            snprintf(message, sizeof(message), "not allowed to subscribe to \"%.*s\"", quoted, tok);
             vg_session_respond_error(s, 403, "forbidden", message, NULL);
             return -1;
         }
@@ -116,9 +125,10 @@ int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t 
 {
     char text[64];
     int64_t ms;
-    if (vg_http_query_get(req, "since_time", text, sizeof(text)) <= 0)
+    int len = vg_http_query_get(req, "since_time", text, sizeof(text));
+    if (len <= 0)
         return 0;
-    if (vg_parse_time_ms(text, &ms) != 0)
+    if ((size_t)len >= sizeof(text) || vg_parse_time_ms(text, &ms) != 0)
         return -1;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -130,40 +140,56 @@ int vg__stream_parse_since_time(vg_http_request_t *req, char **channels, size_t 
     return k > 0;
 }
 
-/* Last-Event-ID "<channel>:<offset>" -> a recovery request for that channel. */
-static int parse_last_event_id(vg_http_request_t *req, char *buf, size_t cap, vg_recovery_t *r)
+int vg__stream_parse_position(char *text, char **channels, size_t n, vg_recovery_t *r)
 {
-    vg_iov_t id = vg_http_header_get(req, "Last-Event-ID");
-    if (id.base == NULL || id.len == 0 || id.len >= cap)
-        return 0;
-    memcpy(buf, id.base, id.len);
-    buf[id.len] = '\0';
-    char *colon = strrchr(buf, ':'), *end;
+    char *colon = strrchr(text, ':');
     if (colon == NULL)
-        return 0;
+        return -1;
     *colon = '\0';
-    unsigned long long off = strtoull(colon + 1, &end, 10);
-    if (*end != '\0' || vg_channel_check_name(buf, strlen(buf)) != NULL)
-        return 0;
+    const char *digits = colon + 1;
+    size_t len = strspn(digits, "0123456789");
+    /* At most 19 digits and not above INT64_MAX, the largest offset the JSON side can carry. */
+    if (len == 0 || digits[len] != '\0' || len > 19)
+        return -1;
+    unsigned long long off = strtoull(digits, NULL, 10);
+    if (off > (unsigned long long)INT64_MAX || vg_channel_check_name(text, strlen(text)) != NULL)
+        return -1;
+    int covered = 0;
+    for (size_t i = 0; i < n && !covered; i++)
+        covered = vg_channel_match(channels[i], strlen(channels[i]), text, strlen(text));
+    if (!covered)
+        return -1; /* a channel not asked for (and so not checked against the permissions) */
     memset(r, 0, sizeof(*r));
-    r->channel = buf;
+    r->channel = text;
     r->has_since = 1;
     r->since_offset = off;
-    return 1;
+    return 0;
 }
 
-static void start_stream(vg_session_t *s, vg_http_request_t *req, char **channels, size_t n,
-                         const vg_time_recovery_t *tr)
+/* Last-Event-ID "<channel>:<offset>" -> a recovery request for that channel.  Returns 1, 0 when
+ * there is none, -1 when it is malformed or names a channel the request does not. */
+static int parse_last_event_id(vg_http_request_t *req, char **channels, size_t n, char *buf,
+                               size_t cap, vg_recovery_t *r)
 {
-    char idbuf[256];
-    vg_recovery_t rec;
-    size_t nrec = (size_t)parse_last_event_id(req, idbuf, sizeof(idbuf), &rec);
+    vg_iov_t id = vg_http_header_get(req, "Last-Event-ID");
+    if (id.base == NULL || id.len == 0)
+        return 0;
+    if (id.len >= cap)
+        return -1;
+    memcpy(buf, id.base, id.len);
+    buf[id.len] = '\0';
+    return vg__stream_parse_position(buf, channels, n, r) == 0 ? 1 : -1;
+}
+
+static void start_stream(vg_session_t *s, char **channels, size_t n, vg_recovery_t *rec,
+                         size_t nrec, const vg_time_recovery_t *tr)
+{
     vg_stream_sub_t op = {s, channels, n};
     vg_missed_t missed;
     /* The id names no epoch: recover within the current one.  A restarted server numbers
      * from 1 again, which is caught when the id's offset is ahead of the channel's. */
-    rec.any_epoch = 1;
-    vg_hub_subscribe_atomically_ex(s->conn->worker, vg__stream_subscribe_all, &op, &rec, nrec, tr,
+    rec->any_epoch = 1;
+    vg_hub_subscribe_atomically_ex(s->conn->worker, vg__stream_subscribe_all, &op, rec, nrec, tr,
                                    &missed);
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
@@ -188,29 +214,43 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
     s->authenticated = 1;
     s->endpoint = &sse_endpoint;
     vg_session_subscriber_init(s);
-    char buf[4096], *channels[MAX_CHANNELS];
+    char buf[4096], idbuf[256], *channels[MAX_CHANNELS];
     int n = vg__stream_parse_channels(s, req, buf, sizeof(buf), channels, MAX_CHANNELS);
     if (n < 0)
-        return;
+        goto refused;
     const char *patterns[MAX_CHANNELS];
     vg_time_recovery_t tr;
     int has_time = vg__stream_parse_since_time(req, channels, (size_t)n, patterns, &tr);
     if (has_time < 0) {
         vg_session_respond_error(s, 400, "bad_request", SINCE_TIME_ERROR, NULL);
-        return;
+        goto refused;
+    }
+    vg_recovery_t rec;
+    int nrec = parse_last_event_id(req, channels, (size_t)n, idbuf, sizeof(idbuf), &rec);
+    if (nrec < 0) {
+        vg_session_respond_error(s, 400, "bad_request",
+                                 "Last-Event-ID: expected <channel>:<offset> (0 to 2^63-1) for a "
+                                 "channel of this request",
+                                 NULL);
+        goto refused;
     }
     vg__wsuser_registry_init(s);
     if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
                         vg_session_user_limit(s)) != 0) {
         vg_app_count_refusal(s->app, "too many connections");
         vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
-        return;
+        goto refused;
     }
     s->registered = 1;
     s->sse = 1;
     s->keep_alive = 0;
     vg_notice("conn %" PRIu64 " from %s: user %s connected on /api/sse", s->conn->id, s->conn->peer,
               s->identity.user);
-    start_stream(s, req, channels, (size_t)n, has_time ? &tr : NULL);
+    start_stream(s, channels, (size_t)n, &rec, (size_t)nrec, has_time ? &tr : NULL);
     vg_session_subscriptions_changed(s);
+    return;
+refused:
+    /* The connection may carry on with other requests: the identity goes with this one. */
+    vg_identity_dispose(&s->identity);
+    s->authenticated = 0;
 }

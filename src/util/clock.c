@@ -1,5 +1,6 @@
 #include "util/clock.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,35 +39,83 @@ void vg_format_rfc3339(int64_t ms, char out[32])
     snprintf(out, 32, "%.31s", buf);
 }
 
-int vg_parse_time_ms(const char *text, int64_t *ms)
+/* Exactly n decimal digits at p (no sign, no space), or -1.  Stops at the first non-digit, so it
+ * never reads past the end of a shorter string. */
+static int fixed_digits(const char *p, int n)
 {
-    char *end;
-    if (text[0] >= '0' && text[0] <= '9' && strchr(text, '-') == NULL) {
-        long long v = strtoll(text, &end, 10);
-        if (*end != '\0' || v < 0)
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
             return -1;
-        *ms = v;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+static int days_in_month(int year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return days[month - 1] + (month == 2 && leap);
+}
+
+/* Milliseconds since 1970 as plain decimal digits, within int64. */
+static int parse_ms(const char *text, int64_t *ms)
+{
+    if (text[strspn(text, "0123456789")] != '\0')
+        return -1;
+    errno = 0;
+    long long v = strtoll(text, NULL, 10);
+    if (errno == ERANGE)
+        return -1;
+    *ms = v;
+    return 0;
+}
+
+/* Milliseconds (-1 when absent) from ".d[d...]", the rest of the text in *rest. */
+static int parse_fraction(const char *p, const char **rest)
+{
+    if (*p != '.') {
+        *rest = p;
         return 0;
     }
-    struct tm tm = {0};
-    int msec = 0, n = 0;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6)
+    int digits = 0, frac = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+        if (digits < 3)
+            frac = frac * 10 + (*p - '0');
+    for (int d = digits; d < 3; d++)
+        frac *= 10;
+    *rest = p;
+    return digits > 0 ? frac : -1;
+}
+
+int vg_parse_time_ms(const char *text, int64_t *ms)
+{
+    if (text[0] >= '0' && text[0] <= '9' && strchr(text, '-') == NULL)
+        return parse_ms(text, ms);
+    /* YYYY-MM-DDTHH:MM:SS[.fraction]Z, every field in range: timegm would quietly turn month 13
+     * or 99:99 into some other date. */
+    const char *p = text;
+    int year = fixed_digits(p, 4), mon = -1, day = -1, hour = -1, min = -1, sec = -1;
+    if (year >= 0 && p[4] == '-' && (mon = fixed_digits(p + 5, 2)) >= 0 && p[7] == '-' &&
+        (day = fixed_digits(p + 8, 2)) >= 0 && p[10] == 'T' &&
+        (hour = fixed_digits(p + 11, 2)) >= 0 && p[13] == ':' &&
+        (min = fixed_digits(p + 14, 2)) >= 0 && p[16] == ':')
+        sec = fixed_digits(p + 17, 2);
+    if (sec < 0 || mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
+        min > 59 || sec > 60) /* 60: a leap second */
         return -1;
-    const char *rest = text + n;
-    if (*rest == '.') {
-        int digits = 0, frac = 0;
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
-            if (digits < 3)
-                frac = frac * 10 + (*rest - '0');
-        for (int d = digits; d < 3; d++)
-            frac *= 10;
-        msec = digits > 0 ? frac : -1;
-    }
+    const char *rest;
+    int msec = parse_fraction(p + 19, &rest);
     if (msec < 0 || strcmp(rest, "Z") != 0)
         return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
+    struct tm tm = {0};
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
     time_t t = timegm(&tm);
     if (t < 0)
         return -1;

@@ -161,6 +161,91 @@ static void test_restore_resumes_offsets(void **state)
     teardown_hub(f);
 }
 
+/* Subscribing to a channel nobody published on holds nothing, and the epoch it answers is the
+ * one the channel's first run gets, so a position taken then recovers everything after. */
+static void test_subscribe_creates_no_record(void **state)
+{
+    (void)state;
+    fixture_t *f = setup_hub(100, 300, 1 << 20);
+    size_t n, live;
+    uint64_t freed;
+    vg_recovery_t before = recover(f, "a.b", 0, NULL, &n);
+    assert_int_equal(before.offset, 0);
+    assert_true(before.recovered);
+    vg_hub_channel_counts(f->hub, &live, &freed);
+    assert_int_equal(live, 0);
+    publish(f, "a.b", 3);
+    vg_recovery_t r = recover(f, "a.b", 0, before.epoch, &n);
+    assert_true(r.recovered);
+    assert_int_equal(n, 3);
+    assert_string_equal(r.epoch, before.epoch);
+    assert_false(recover(f, "a.b", 1, "0123456789abcdef", &n).recovered);
+    vg_hub_channel_counts(f->hub, &live, &freed);
+    assert_int_equal(live, 1);
+    teardown_hub(f);
+}
+
+/* A record whose history expired is freed once idle (at least a second); the channel's next run
+ * has a new epoch, so positions in the old run or before it are refused. */
+static void test_idle_record_is_freed_and_the_next_run_has_a_new_epoch(void **state)
+{
+    (void)state;
+    fixture_t *f = setup_hub(100, 0.05, 1 << 20);
+    size_t n, live;
+    uint64_t freed;
+    vg_recovery_t empty = recover(f, "a.b", 0, NULL, &n);
+    publish(f, "a.b", 2);
+    vg_recovery_t old = recover(f, "a.b", 2, NULL, &n);
+    assert_string_equal(old.epoch, empty.epoch);
+    usleep(1100 * 1000);
+    publish(f, "x.y", 1); /* a publish sweeps what is idle */
+    vg_hub_channel_counts(f->hub, &live, &freed);
+    assert_int_equal(live, 1);
+    assert_int_equal(freed, 1);
+    assert_false(recover(f, "a.b", 2, old.epoch, &n).recovered);
+    assert_false(recover(f, "a.b", 0, empty.epoch, &n).recovered);
+    publish(f, "a.b", 1);
+    vg_recovery_t r = recover(f, "a.b", 1, NULL, &n);
+    assert_int_equal(r.offset, 1);
+    assert_string_not_equal(r.epoch, old.epoch);
+    teardown_hub(f);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* since_time replays the history after it of the channels published to since, whichever order
+ * they were created in, and nothing of channels left alone. */
+static void test_since_time_follows_last_publish(void **state)
+{
+    (void)state;
+    fixture_t *f = setup_hub(100, 300, 1 << 20);
+    publish(f, "a.one", 1);
+    publish(f, "a.two", 1);
+    publish(f, "a.three", 1);
+    usleep(5 * 1000);
+    int64_t since = now_ms();
+    usleep(5 * 1000);
+    publish(f, "a.four", 1);
+    publish(f, "a.one", 2);
+    publish(f, "b.other", 1);
+    const char *patterns[] = {"a.*"};
+    vg_time_recovery_t tr = {patterns, 1, since};
+    vg_missed_t missed;
+    vg_hub_subscribe_atomically_ex(&f->worker, NULL, NULL, NULL, 0, &tr, &missed);
+    assert_int_equal(missed.count, 3);
+    assert_string_equal(missed.channels[0], "a.four");
+    assert_string_equal(missed.channels[1], "a.one");
+    assert_int_equal(missed.offsets[1], 2);
+    assert_int_equal(missed.offsets[2], 3);
+    vg_hub_missed_dispose(&missed);
+    teardown_hub(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +255,9 @@ int main(void)
         cmocka_unit_test(test_ttl_expires_history),
         cmocka_unit_test(test_epochs),
         cmocka_unit_test(test_restore_resumes_offsets),
+        cmocka_unit_test(test_subscribe_creates_no_record),
+        cmocka_unit_test(test_idle_record_is_freed_and_the_next_run_has_a_new_epoch),
+        cmocka_unit_test(test_since_time_follows_last_publish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

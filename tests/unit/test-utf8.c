@@ -442,6 +442,22 @@ static void test_random_mixed(void **state)
     }
 }
 
+/* vg_utf8_truncate: the longest valid prefix of at most max bytes, ending on a boundary. */
+static void test_truncate(void **state)
+{
+    (void)state;
+    static const char e_acute[] = "ab\xc3\xa9";            /* "abé": 4 bytes */
+    static const char euro[] = "\xe2\x82\xac\xe2\x82\xac"; /* two 3-byte characters */
+    assert_int_equal(vg_utf8_truncate(e_acute, 4, 4), 4);
+    assert_int_equal(vg_utf8_truncate(e_acute, 4, 3), 2); /* not inside the é */
+    assert_int_equal(vg_utf8_truncate(e_acute, 4, 100), 4);
+    assert_int_equal(vg_utf8_truncate(euro, 6, 5), 3);
+    assert_int_equal(vg_utf8_truncate(euro, 6, 2), 0);
+    assert_int_equal(vg_utf8_truncate("abc\377def", 7, 7), 3); /* before an invalid byte */
+    assert_int_equal(vg_utf8_truncate("ab\xc3", 3, 3), 2);     /* a character cut short */
+    assert_int_equal(vg_utf8_truncate("", 0, 10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_exhaustive_short),
         cmocka_unit_test(test_exhaustive_four),
         cmocka_unit_test(test_random_mixed),
+        cmocka_unit_test(test_truncate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
