@@ -685,9 +685,10 @@ static int query_value(vg_iov_t raw, char *out, size_t outcap)
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
-int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap)
+/* Finds the first parameter `name`: returns 1 and its raw value (a NULL view for "name" without
+ * '='), or 0. */
+static int query_find(const vg_http_request_t *req, const char *name, vg_iov_t *value)
 {
-    assert(out != NULL && outcap > 0);
     vg_iov_t q = req->query;
     size_t i = 0;
     while (i < q.len) {
@@ -700,12 +701,27 @@ int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out,
         size_t name_len = eq != NULL ? (size_t)(eq - param.base) : param.len;
         if (!query_name_is((vg_iov_t){param.base, name_len}, name))
             continue;
-        vg_iov_t value = VG_IOV_NULL;
+        *value = VG_IOV_NULL;
         if (eq != NULL)
-            value = (vg_iov_t){eq + 1, param.len - name_len - 1};
-        return query_value(value, out, outcap);
+            *value = (vg_iov_t){eq + 1, param.len - name_len - 1};
+        return 1;
     }
-    return -1;
+    return 0;
+}
+
+int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap)
+{
+    assert(out != NULL && outcap > 0);
+    vg_iov_t value;
+    if (!query_find(req, name, &value))
+        return -1;
+    return query_value(value, out, outcap);
+}
+
+int vg_http_query_has(const vg_http_request_t *req, const char *name)
+{
+    vg_iov_t value;
+    return query_find(req, name, &value);
 }
 
 /* Bytes a path must not contain once decoded: NUL ends C strings early, a backslash is a

@@ -102,6 +102,9 @@ int vg_http_header_has_token(const vg_http_request_t *req, const char *name, con
  * out (NUL-terminated, truncated to outcap-1, outcap > 0).  Returns the length written to out,
  * or -1 if absent or if the value contains %00. */
 int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap);
+/* Nonzero when the query has a parameter `name` (decoded as above), whatever its value: tells
+ * an absent parameter from one vg_http_query_get refuses. */
+int vg_http_query_has(const vg_http_request_t *req, const char *name);
 
 /* Percent-decodes a request path into out (NUL-terminated) and checks it is safe to map onto a
  * directory: it must start with '/', contain no NUL, no backslash, no control character, and no
