@@ -186,16 +186,14 @@ void *vg_worker_app(const vg_worker_t *w)
 
 /* ---- worker ---- */
 
-/* ---- accepting ----
- *
- * The listening sockets are polled and accepted here rather than with uv_listen, because running
- * out of file descriptors must stop the accepting.  On EMFILE libuv drops the waiting
- * connections with a reserve descriptor; once another worker thread has taken that descriptor,
- * libuv calls back with EMFILE again and again without returning to the loop (issue 15: 1.7
- * million log lines, a core at 100%).  Like nginx, a worker that cannot accept stops watching its
- * listeners and lets clients wait in the kernel's listen queue; it retries after a delay that
- * doubles from 100 ms to 1 s while accepting keeps failing, or as soon as one of its own
- * connections closes and gives a descriptor back. */
+/* Accepting.  The listening sockets are polled and accepted here rather than with uv_listen,
+ * because running out of file descriptors must stop the accepting.  On EMFILE libuv drops the
+ * waiting connections with a reserve descriptor; once another worker thread has taken that
+ * descriptor, libuv calls back with EMFILE again and again without returning to the loop (issue
+ * 15: 1.7 million log lines, a core at 100%).  Like nginx, a worker that cannot accept stops
+ * watching its listeners and lets clients wait in the kernel's listen queue; it retries after a
+ * delay that doubles from 100 ms to 1 s while accepting keeps failing, or as soon as one of its
+ * own connections closes and gives a descriptor back. */
 
 #define ACCEPT_RETRY_MIN_MS    100
 #define ACCEPT_RETRY_MAX_MS    1000
