@@ -21,9 +21,11 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/num.h"
 
 #define MAX_BATCH    1000
 #define MAX_TYPE_LEN 100
+#define MAX_ALERTS   1000000 /* GET /api/alerts?limit= */
 
 /* ---- helpers ---- */
 
@@ -102,6 +104,29 @@ static json_t *parse_body(vg_session_t *s, vg_http_request_t *req)
         return NULL;
     }
     return body;
+}
+
+/* Reads the query parameter `name` as a plain decimal in [min, max] (util/num.h: no sign,
+ * space, prefix or trailing junk).  Returns 1 with *out set, 0 when absent, or -1 after
+ * answering 400 with a message naming the parameter and its range. */
+static int query_number(vg_session_t *s, vg_http_request_t *req, const char *name, uint64_t min,
+                        uint64_t max, uint64_t *out)
+{
+    char text[32];
+    if (!vg_http_query_has(req, name))
+        return 0;
+    int n = vg_http_query_get(req, name, text, sizeof(text));
+    uint64_t v;
+    if (n < 0 || (size_t)n >= sizeof(text) - 1 || vg_parse_decimal(text, (size_t)n, max, &v) != 0 ||
+        v < min) {
+        char message[160];
+        snprintf(message, sizeof(message), "%s: expected a whole number from %llu to %llu", name,
+                 (unsigned long long)min, (unsigned long long)max);
+        vg_session_respond_error(s, 400, "invalid_request", message, NULL);
+        return -1;
+    }
+    *out = v;
+    return 1;
 }
 
 /* ---- POST /api/publish ---- */
@@ -432,13 +457,19 @@ static void handle_disconnect(vg_session_t *s, vg_http_request_t *req, const vg_
     if (body == NULL)
         return;
     const char *user = optional_user(body, &bad);
-    const char *conn = json_string_value(json_object_get(body, "connection_id"));
+    json_t *conn_j = json_object_get(body, "connection_id");
+    const char *conn = json_string_value(conn_j);
     json_t *code_j = json_object_get(body, "code");
     json_int_t code = code_j ? json_integer_value(code_j) : 1008;
     const char *reason = json_string_value(json_object_get(body, "reason"));
     const char *err = NULL;
+    uint64_t conn_id = 0;
     if (bad || (user == NULL) == (conn == NULL))
         err = "give exactly one of \"user\" (string) or \"connection_id\" (string)";
+    else if (conn != NULL &&
+             vg_parse_hex(conn, json_string_length(conn_j), UINT64_MAX, &conn_id) != 0)
+        err = "connection_id: expected the hexadecimal id of a connection, hex digits only (as "
+              "in connection_status and /ws/connections)";
     else if (code_j != NULL && (!json_is_integer(code_j) ||
                                 !(code == 1000 || code == 1001 || code == 1008 || code == 1011 ||
                                   code == 1013 || (code >= 4000 && code <= 4999))))
@@ -448,7 +479,7 @@ static void handle_disconnect(vg_session_t *s, vg_http_request_t *req, const vg_
         vg_session_respond_error(s, 400, "invalid_request", err, NULL);
         return;
     }
-    uint64_t want[2] = {conn ? strtoull(conn, NULL, 16) : 0, 0};
+    uint64_t want[2] = {conn_id, 0};
     size_t n;
     if (user != NULL)
         n = vg_registry_user_count(s->app->registry, user);
@@ -620,13 +651,14 @@ static void handle_alerts(vg_session_t *s, vg_http_request_t *req, const vg_rout
     int is_key;
     if (require(s, req, 0, 0, &id, &is_key) != 0)
         return;
+    uint64_t limit = 1000;
+    if (query_number(s, req, "limit", 1, MAX_ALERTS, &limit) < 0) {
+        vg_identity_dispose(&id);
+        return;
+    }
     vg_patterns_t allowed;
     vg_identity_allowed(s->app, &id, &allowed);
-    char limit_text[16];
-    size_t limit = 1000;
-    if (vg_http_query_get(req, "limit", limit_text, sizeof(limit_text)) > 0)
-        limit = (size_t)strtoul(limit_text, NULL, 10);
-    json_t *list = vg_acks_list(&s->app->acks, id.user, &allowed, limit);
+    json_t *list = vg_acks_list(&s->app->acks, id.user, &allowed, (size_t)limit);
     vg_identity_dispose(&id);
     if (list == NULL)
         vg_session_respond_error(s, 500, "store_failed", "the store could not be read", NULL);
@@ -707,6 +739,9 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
     metric(&b, "vigil_slow_consumer_disconnects_total", "counter",
            "Connections closed because their outbound queue overflowed.",
            (double)st.slow_consumers);
+    metric(&b, "vigil_accept_pauses_total", "counter",
+           "Accepts that failed for lack of file descriptors or memory; each paused accepting.",
+           app->server ? (double)vg_server_accept_pauses(app->server) : 0.0);
     metric(&b, "vigil_uptime_seconds", "gauge", "Seconds since start.",
            (double)(vg_wall_ms() - app->started_ms) / 1e3);
     size_t channels;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,14 @@ size_t vg_server_num_listen(const vg_server_t *s)
     return s->num_addrs;
 }
 
+uint64_t vg_server_accept_pauses(const vg_server_t *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < s->num_workers; i++)
+        n += atomic_load_explicit(&s->workers[i]._accept_pauses, memory_order_relaxed);
+    return n;
+}
+
 void *vg_worker_app(const vg_worker_t *w)
 {
     return w->server->opts.app;
@@ -177,17 +186,94 @@ void *vg_worker_app(const vg_worker_t *w)
 
 /* ---- worker ---- */
 
-static void on_connection(uv_stream_t *listener, int status)
+/* Accepting.  The listening sockets are polled and accepted here rather than with uv_listen,
+ * because running out of file descriptors must stop the accepting.  On EMFILE libuv drops the
+ * waiting connections with a reserve descriptor; once another worker thread has taken that
+ * descriptor, libuv calls back with EMFILE again and again without returning to the loop (issue
+ * 15: 1.7 million log lines, a core at 100%).  Like nginx, a worker that cannot accept stops
+ * watching its listeners and lets clients wait in the kernel's listen queue; it retries after a
+ * delay that doubles from 100 ms to 1 s while accepting keeps failing, or as soon as one of its
+ * own connections closes and gives a descriptor back. */
+
+#define ACCEPT_RETRY_MIN_MS    100
+#define ACCEPT_RETRY_MAX_MS    1000
+#define ACCEPT_LOG_INTERVAL_MS 10000
+/* Accepts per wake-up and listener: the rest of the loop's work is not held up by a flood (the
+ * poll is level-triggered, so what is left wakes the loop again). */
+#define ACCEPT_BATCH 64
+
+static void on_listener_readable(uv_poll_t *h, int status, int events);
+
+static void watch_listeners(vg_worker_t *w, int on)
 {
-    vg_worker_t *w = listener->data;
-    if (status != 0) {
-        vg_warning("accept failed: %s", uv_strerror(status));
+    if (w->_accept_watching == (unsigned)on)
         return;
+    w->_accept_watching = on ? 1 : 0;
+    for (size_t i = 0; i < w->_num_listeners; i++) {
+        if (on)
+            uv_poll_start(&w->_listeners[i], UV_READABLE, on_listener_readable);
+        else
+            uv_poll_stop(&w->_listeners[i]);
     }
-    if (w->stopping)
+}
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    vg_worker_t *w = t->data;
+    if (!w->stopping)
+        watch_listeners(w, 1);
+}
+
+/* Pauses accepting after a failed accept; logs at most once per ACCEPT_LOG_INTERVAL_MS, with the
+ * number of failures since the last line. */
+static void accept_failed(vg_worker_t *w, int err)
+{
+    uint64_t now = uv_now(&w->loop);
+    atomic_fetch_add_explicit(&w->_accept_pauses, 1, memory_order_relaxed);
+    w->_accept_failed++;
+    if (!w->_accept_trouble) {
+        w->_accept_trouble = 1;
+        w->_accept_trouble_at = now;
+        w->_accept_delay_ms = ACCEPT_RETRY_MIN_MS;
+    } else if (w->_accept_delay_ms < ACCEPT_RETRY_MAX_MS) {
+        w->_accept_delay_ms *= 2;
+        if (w->_accept_delay_ms > ACCEPT_RETRY_MAX_MS)
+            w->_accept_delay_ms = ACCEPT_RETRY_MAX_MS;
+    }
+    if (!w->_accept_ever_logged || now - w->_accept_logged_at >= ACCEPT_LOG_INTERVAL_MS) {
+        vg_warning("accept failed: %s: not accepting for %" PRIu64
+                   " ms or until a connection closes; clients wait in the listen queue (%" PRIu64
+                   " failed accept(s) since the last report)",
+                   uv_strerror(err), w->_accept_delay_ms, w->_accept_failed);
+        w->_accept_failed = 0;
+        w->_accept_logged_at = now;
+        w->_accept_ever_logged = 1;
+        w->_accept_reported = 1;
+    }
+    watch_listeners(w, 0);
+    uv_timer_start(&w->_accept_timer, on_accept_retry, w->_accept_delay_ms, 0);
+}
+
+static void accept_succeeded(vg_worker_t *w)
+{
+    if (!w->_accept_trouble)
         return;
+    w->_accept_trouble = 0;
+    if (!w->_accept_reported)
+        return;
+    uint64_t now = uv_now(&w->loop);
+    vg_notice("accepting connections again after %.1f s (%" PRIu64 " more failed accept(s))",
+              (double)(now - w->_accept_trouble_at) / 1e3, w->_accept_failed);
+    w->_accept_failed = 0;
+    w->_accept_reported = 0;
+}
+
+/* Makes a connection of an accepted socket and hands it to the app. */
+static void adopt(vg_worker_t *w, int fd)
+{
     vg_conn_t *c = vg__conn_new(w);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         c->handler = NULL;
         vg_conn_close(c);
         return;
@@ -200,6 +286,55 @@ static void on_connection(uv_stream_t *listener, int status)
     vg__conn_accepted(c);
     w->server->cb.on_accept(w, c);
     vg__conn_start(c);
+}
+
+/* Returns 0 when a connection was accepted (or the attempt may simply be repeated), 1 when none
+ * is waiting, or a negative error: EMFILE, ENFILE, ENOBUFS, ENOMEM (short of a resource:
+ * accepting again right away would fail the same way) or something unexpected, which pauses
+ * accepting too rather than spin on it. */
+static int accept_one(vg_worker_t *w, int lfd)
+{
+    int fd;
+    do
+        fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd >= 0) {
+        accept_succeeded(w);
+        adopt(w, fd);
+        return 0;
+    }
+    int err = -errno;
+    if (err == UV_EAGAIN || err == -EWOULDBLOCK)
+        return 1;
+    /* accept(2): network errors already pending on the new socket are reported by accept and
+     * mean "try the next one"; EPERM is a firewall rule refusing this one. */
+    if (err == UV_ECONNABORTED || err == UV_EPROTO || err == UV_ENETDOWN || err == -ENOPROTOOPT ||
+        err == UV_EHOSTDOWN || err == -ENONET || err == UV_EHOSTUNREACH || err == UV_ENOTSUP ||
+        err == UV_ENETUNREACH || err == UV_ETIMEDOUT || err == UV_ECONNRESET || err == UV_EPERM)
+        return 0;
+    return err;
+}
+
+static void on_listener_readable(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    vg_worker_t *w = h->data;
+    if (w->stopping || !w->_accept_watching)
+        return;
+    if (status != 0) {
+        accept_failed(w, status);
+        return;
+    }
+    int lfd = w->_listen_fds[h - w->_listeners];
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int rc = accept_one(w, lfd);
+        if (rc == 1)
+            return;
+        if (rc < 0) {
+            accept_failed(w, rc);
+            return;
+        }
+    }
 }
 
 void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c)
@@ -216,6 +351,11 @@ void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c)
     }
     if (w->stopping && w->num_conns == 0)
         uv_stop(&w->loop);
+    /* A descriptor came back: accepting may work again, no need to wait for the timer. */
+    if (!w->stopping && w->_accept_trouble && !w->_accept_watching) {
+        uv_timer_stop(&w->_accept_timer);
+        watch_listeners(w, 1);
+    }
 }
 
 uv_write_t *vg__worker_wreq_get(vg_worker_t *w)
@@ -240,11 +380,18 @@ static void on_before_poll(uv_prepare_t *h)
     vg__worker_flush(h->data);
 }
 
+/* Polling stops at uv_close; the socket is ours to close. */
 static void close_listeners(vg_worker_t *w)
 {
-    for (size_t i = 0; i < w->_num_listeners; i++)
+    uv_timer_stop(&w->_accept_timer);
+    w->_accept_watching = 0;
+    for (size_t i = 0; i < w->_num_listeners; i++) {
         if (!uv_is_closing((uv_handle_t *)&w->_listeners[i]))
             uv_close((uv_handle_t *)&w->_listeners[i], NULL);
+        if (w->_listen_fds[i] >= 0)
+            close(w->_listen_fds[i]);
+        w->_listen_fds[i] = -1;
+    }
 }
 
 static void on_drain_deadline(uv_timer_t *t)
@@ -319,23 +466,26 @@ static int worker_init(vg_server_t *s, int id)
     uv_timer_init(&w->loop, &w->_drain_timer);
     w->_drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->_drain_timer);
-    w->_listeners = vg_calloc(s->num_addrs, sizeof(uv_tcp_t));
+    uv_timer_init(&w->loop, &w->_accept_timer);
+    w->_accept_timer.data = w;
+    uv_unref((uv_handle_t *)&w->_accept_timer);
+    w->_listeners = vg_calloc(s->num_addrs, sizeof(uv_poll_t));
+    w->_listen_fds = vg_malloc(s->num_addrs * sizeof(int));
     w->_num_listeners = s->num_addrs;
+    for (size_t a = 0; a < s->num_addrs; a++)
+        w->_listen_fds[a] = -1;
     for (size_t a = 0; a < s->num_addrs; a++) {
-        uv_tcp_t *l = &w->_listeners[a];
-        uv_tcp_init(&w->loop, l);
-        l->data = w;
         int fd = s->fds[id * s->num_addrs + a];
-        int err = uv_tcp_open(l, fd);
-        if (err == 0) {
-            s->fds[id * s->num_addrs + a] = -1; /* the handle owns it now */
-            err = uv_listen((uv_stream_t *)l, LISTEN_BACKLOG, on_connection);
-        }
+        int err = uv_poll_init_socket(&w->loop, &w->_listeners[a], fd);
         if (err != 0) {
             vg_warning("worker %d: cannot listen on %s: %s", id, s->names[a], uv_strerror(err));
             return err;
         }
+        w->_listeners[a].data = w;
+        w->_listen_fds[a] = fd;
+        s->fds[id * s->num_addrs + a] = -1; /* the worker owns it now */
     }
+    watch_listeners(w, 1);
     return 0;
 }
 
@@ -379,6 +529,10 @@ void vg_server_free(vg_server_t *s)
             vg_free(req);
         }
         vg_free(s->workers[i]._read_buf);
+        for (size_t a = 0; s->workers[i]._listen_fds != NULL && a < s->num_addrs; a++)
+            if (s->workers[i]._listen_fds[a] >= 0)
+                close(s->workers[i]._listen_fds[a]);
+        vg_free(s->workers[i]._listen_fds);
         vg_free(s->workers[i]._listeners);
     }
     vg_free(s->workers);

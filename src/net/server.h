@@ -6,6 +6,12 @@
  * accept.  The sockets are bound on the main thread (so a busy port fails the start with a clear
  * message) and opened on each worker's loop.
  *
+ * Accepting: each worker watches its listening sockets with a uv_poll_t and accepts itself, so
+ * that running out of file descriptors (EMFILE, ENFILE) or memory pauses accepting instead of
+ * spinning: the listeners are unwatched, clients wait in the kernel's listen queue, and accepting
+ * resumes after a delay (100 ms, doubling up to 1 s while it keeps failing) or as soon as one of
+ * the worker's connections closes.  One log line per 10 s at most says how many accepts failed.
+ *
  * Shutdown: vg_server_stop (from the main thread's signal handler) wakes every worker; each
  * stops accepting, calls handler->on_shutdown on every connection, and exits its loop when the
  * last connection is gone or the drain deadline passes (then the rest are closed at once).
@@ -13,6 +19,7 @@
 #ifndef VG_NET_SERVER_H
 #define VG_NET_SERVER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,8 +63,20 @@ struct vg_worker_s {
     int stopping;
     /* private */
     uv_thread_t _thread;
-    uv_tcp_t *_listeners;
+    uv_poll_t *_listeners; /* one per address, watching _listen_fds[i] */
+    int *_listen_fds;
     size_t _num_listeners;
+    /* Accepting paused for lack of descriptors (see the top of this file). */
+    uv_timer_t _accept_timer;
+    uint64_t _accept_delay_ms;     /* the next retry's delay */
+    uint64_t _accept_trouble_at;   /* uv_now of the first failure of the current episode */
+    uint64_t _accept_failed;       /* failures not yet reported in a log line */
+    uint64_t _accept_logged_at;    /* uv_now of the last log line about it */
+    unsigned _accept_watching : 1; /* the listeners are being polled */
+    unsigned _accept_trouble : 1;  /* accepts failed and none succeeded since */
+    unsigned _accept_reported : 1; /* this episode's start was logged: log its end too */
+    unsigned _accept_ever_logged : 1;
+    atomic_uint_fast64_t _accept_pauses; /* for vg_server_accept_pauses (read by other threads) */
     uv_async_t _stop_async;
     uv_prepare_t _flush_prepare;
     uv_timer_t _drain_timer;
@@ -84,6 +103,9 @@ void *vg_worker_app(const vg_worker_t *w);
 /* Bound address of listener i (after vg_server_new), for logs: "127.0.0.1:8000". */
 const char *vg_server_listen_name(const vg_server_t *s, size_t i);
 size_t vg_server_num_listen(const vg_server_t *s);
+/* Accepts that failed for lack of descriptors or memory (each paused accepting), summed over the
+ * workers.  Thread-safe. */
+uint64_t vg_server_accept_pauses(const vg_server_t *s);
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into a sockaddr.  Returns 0 or VG_EINVAL. */
 int vg_parse_listen_addr(const char *text, struct sockaddr_storage *out);

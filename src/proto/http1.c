@@ -249,6 +249,52 @@ static int expects_continue(const vg_http_parser_t *p)
     return 0;
 }
 
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Checks the codings of every Transfer-Encoding header (RFC 9112 6.1; views are not built yet:
+ * offsets).  llhttp takes any list that ends in "chunked" ("junk, chunked", "gzip, chunked")
+ * and reads the body as plain chunked, where a proxy in front may frame it otherwise: that is
+ * how requests are smuggled.  We implement chunked only, so such a list gets 501, and chunked
+ * twice 400 (it must not be applied more than once).  A list that does not end in chunked is
+ * left to llhttp, which answers 400 as RFC 9112 6.3 asks.  Empty list elements are allowed
+ * (RFC 9110 5.6.1).  Sets *present when the request has the header at all. */
+static int check_transfer_codings(const vg_http_parser_t *p, int *present)
+{
+    static const char name[] = "transfer-encoding", chunked[] = "chunked";
+    int chunked_count = 0, other = 0, last_is_chunked = 0;
+    *present = 0;
+    for (size_t i = 0; i < p->_req.num_headers; i++) {
+        const vg_http_header_t *h = &p->_req.headers[i];
+        const char *n = p->_buf.base + p->_off[OFF_HEADERS + 2 * i];
+        if (h->name.len != sizeof(name) - 1 || strncasecmp(n, name, h->name.len) != 0)
+            continue;
+        *present = 1;
+        const char *v = p->_buf.base + p->_off[OFF_HEADERS + 2 * i + 1];
+        for (size_t k = 0; k <= h->value.len;) {
+            size_t start = k;
+            while (k < h->value.len && v[k] != ',')
+                k++;
+            size_t end = k++;
+            while (start < end && is_ows(v[start]))
+                start++;
+            while (end > start && is_ows(v[end - 1]))
+                end--;
+            if (end == start)
+                continue;
+            last_is_chunked = end - start == sizeof(chunked) - 1 &&
+                              strncasecmp(v + start, chunked, end - start) == 0;
+            chunked_count += last_is_chunked;
+            other += !last_is_chunked;
+        }
+    }
+    if (!last_is_chunked)
+        return 0;
+    return chunked_count > 1 ? VG_EHTTP_BAD_REQUEST : other > 0 ? VG_EHTTP_NOT_IMPLEMENTED : 0;
+}
+
 /* Runs once the whole head is in: the version is final (HTTP/0.9 has no version span) and a
  * Content-Length over the limit is refused before any of the body is read. */
 static int on_headers_complete(llhttp_t *ll)
@@ -256,6 +302,12 @@ static int on_headers_complete(llhttp_t *ll)
     vg_http_parser_t *p = parser_of(ll);
     if (!is_http11_or_10(ll))
         return fail(p, VG_EHTTP_UNSUPPORTED);
+    int has_te, err = check_transfer_codings(p, &has_te);
+    if (err != 0)
+        return fail(p, err);
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty: answer, then
+     * close, whatever Connection says, so nothing after this body is read as a request. */
+    p->_close_after = has_te && ll->http_minor == 0;
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->_limits.max_body_bytes)
         return fail(p, VG_EHTTP_BODY_TOO_BIG);
     p->_expect_continue =
@@ -313,7 +365,7 @@ static int on_message_complete(llhttp_t *ll)
     vg_http_parser_t *p = parser_of(ll);
     p->_state = ST_DONE;
     p->_expect_continue = 0; /* the body came: no 100 needed */
-    p->_req.keep_alive = llhttp_should_keep_alive(ll);
+    p->_req.keep_alive = llhttp_should_keep_alive(ll) && !p->_close_after;
     p->_req.upgrade = ll->upgrade != 0;
     return p->_req.upgrade ? 0 : HPE_PAUSED;
 }
@@ -378,6 +430,7 @@ static void next_request(vg_http_parser_t *p)
     p->_header_bytes = 0;
     p->_piece = PIECE_NONE;
     p->_version_len = 0;
+    p->_close_after = 0;
     llhttp_resume(&p->_llhttp);
     llhttp_resume_after_upgrade(&p->_llhttp);
 }
@@ -387,11 +440,6 @@ static vg_iov_t view(const vg_http_parser_t *p, size_t off, size_t len)
     if (p->_buf.base == NULL)
         return (vg_iov_t){"", 0};
     return (vg_iov_t){p->_buf.base + off, len};
-}
-
-static int is_ows(char c)
-{
-    return c == ' ' || c == '\t';
 }
 
 /* The target is split on the first '?' (query) and the first '#' (a fragment, which clients
@@ -637,9 +685,10 @@ static int query_value(vg_iov_t raw, char *out, size_t outcap)
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
-int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap)
+/* Finds the first parameter `name`: returns 1 and its raw value (a NULL view for "name" without
+ * '='), or 0. */
+static int query_find(const vg_http_request_t *req, const char *name, vg_iov_t *value)
 {
-    assert(out != NULL && outcap > 0);
     vg_iov_t q = req->query;
     size_t i = 0;
     while (i < q.len) {
@@ -652,12 +701,27 @@ int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out,
         size_t name_len = eq != NULL ? (size_t)(eq - param.base) : param.len;
         if (!query_name_is((vg_iov_t){param.base, name_len}, name))
             continue;
-        vg_iov_t value = VG_IOV_NULL;
+        *value = VG_IOV_NULL;
         if (eq != NULL)
-            value = (vg_iov_t){eq + 1, param.len - name_len - 1};
-        return query_value(value, out, outcap);
+            *value = (vg_iov_t){eq + 1, param.len - name_len - 1};
+        return 1;
     }
-    return -1;
+    return 0;
+}
+
+int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap)
+{
+    assert(out != NULL && outcap > 0);
+    vg_iov_t value;
+    if (!query_find(req, name, &value))
+        return -1;
+    return query_value(value, out, outcap);
+}
+
+int vg_http_query_has(const vg_http_request_t *req, const char *name)
+{
+    vg_iov_t value;
+    return query_find(req, name, &value);
 }
 
 /* Bytes a path must not contain once decoded: NUL ends C strings early, a backslash is a
@@ -723,6 +787,7 @@ int vg_http_status_for_error(int err)
     case VG_EHTTP_BODY_TOO_BIG: return 413;
     case VG_EHTTP_URI_TOO_LONG: return 414;
     case VG_EHTTP_UNSUPPORTED: return 505;
+    case VG_EHTTP_NOT_IMPLEMENTED: return 501;
     default: return 500;
     }
 }

@@ -61,6 +61,7 @@ typedef struct vg_http_parser_s {
     unsigned char _piece; /* which request piece the last span callback appended to */
     unsigned char _version_len;
     unsigned char _expect_continue; /* the head asked for 100 Continue, not yet reported */
+    unsigned char _close_after;     /* the framing is suspect: no keep-alive for this request */
     char _version[3];               /* version digits as sent ("1.1"): tells 505 from 400 */
     vg_http_request_t _req;         /* lengths while parsing, views once complete */
     size_t _off[2 * VG_HTTP_MAX_HEADERS + 3]; /* where each piece starts in _buf */
@@ -78,7 +79,8 @@ void vg_http_parser_dispose(vg_http_parser_t *p);
  *                     later input is consumed and ignored (NEED_MORE): close once answered.
  *   VG_HTTP_NEED_MORE everything was consumed; the request is not complete yet.
  *   VG_EHTTP_BAD_REQUEST, VG_EHTTP_HEADERS_TOO_BIG, VG_EHTTP_BODY_TOO_BIG,
- *   VG_EHTTP_URI_TOO_LONG, VG_EHTTP_UNSUPPORTED
+ *   VG_EHTTP_URI_TOO_LONG, VG_EHTTP_UNSUPPORTED, VG_EHTTP_NOT_IMPLEMENTED (a transfer coding
+ *                     other than chunked)
  *                     the connection is unusable: answer with vg_http_status_for_error and close.
  *                     Sticky: later calls return the same error. */
 int vg_http_parse(vg_http_parser_t *p, const char *data, size_t len, size_t *consumed,
@@ -100,6 +102,9 @@ int vg_http_header_has_token(const vg_http_request_t *req, const char *name, con
  * out (NUL-terminated, truncated to outcap-1, outcap > 0).  Returns the length written to out,
  * or -1 if absent or if the value contains %00. */
 int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out, size_t outcap);
+/* Nonzero when the query has a parameter `name` (decoded as above), whatever its value: tells
+ * an absent parameter from one vg_http_query_get refuses. */
+int vg_http_query_has(const vg_http_request_t *req, const char *name);
 
 /* Percent-decodes a request path into out (NUL-terminated) and checks it is safe to map onto a
  * directory: it must start with '/', contain no NUL, no backslash, no control character, and no
@@ -108,7 +113,8 @@ int vg_http_query_get(const vg_http_request_t *req, const char *name, char *out,
  * rejected too.  Nothing is normalized.  Returns the decoded length, or VG_EINVAL. */
 int vg_http_path_decode(vg_iov_t raw, char *out, size_t outcap);
 
-/* HTTP status code for a VG_EHTTP_* error (400, 431, 413, 414, 505); 500 for anything else. */
+/* HTTP status code for a VG_EHTTP_* error (400, 431, 413, 414, 505, 501); 500 for anything
+ * else. */
 int vg_http_status_for_error(int err);
 /* Reason phrase for a status code ("Not Found"); "Unknown" for codes it does not know. */
 const char *vg_http_status_text(int status);

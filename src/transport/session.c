@@ -89,6 +89,7 @@ static const char *error_code_for_status(int status)
     case 413: return "payload_too_large";
     case 414: return "uri_too_long";
     case 431: return "header_fields_too_large";
+    case 501: return "not_implemented";
     case 505: return "http_version_not_supported";
     default: return "error";
     }

@@ -15,6 +15,7 @@ const char *vg_strerror(int err)
     case VG_EHTTP_BODY_TOO_BIG: return "request body too large";
     case VG_EHTTP_URI_TOO_LONG: return "request target too long";
     case VG_EHTTP_UNSUPPORTED: return "HTTP version not supported";
+    case VG_EHTTP_NOT_IMPLEMENTED: return "transfer coding not implemented (only chunked is)";
     case VG_EWS_PROTOCOL: return "WebSocket protocol error";
     case VG_EWS_UTF8: return "invalid UTF-8";
     case VG_EWS_TOO_BIG: return "message too big";

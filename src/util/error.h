@@ -22,6 +22,7 @@ enum {
     VG_EHTTP_BODY_TOO_BIG = -10103,    /* body over the limit: answer 413 */
     VG_EHTTP_URI_TOO_LONG = -10104,    /* request target over the limit: answer 414 */
     VG_EHTTP_UNSUPPORTED = -10105,     /* e.g. HTTP/2 preface or unknown version: answer 505 */
+    VG_EHTTP_NOT_IMPLEMENTED = -10106, /* a transfer coding other than chunked: answer 501 */
 
     /* WebSocket: -10200 */
     VG_EWS_PROTOCOL = -10201, /* RFC 6455 violation: close 1002 */

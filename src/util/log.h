@@ -4,6 +4,12 @@
  * vg_log checks the level before evaluating its arguments (redis serverLog), so a disabled
  * debug line costs one comparison.  Lines are written with a single write(2) so that lines from
  * several worker threads never interleave.
+ *
+ * Every message is made safe whatever its arguments carry: secrets are replaced by "[redacted]"
+ * (the value of a parameter whose percent-decoded name ends in token, ticket, api_key, apikey or
+ * secret, and what follows "Bearer " or "X-API-Key: "), and characters that could start a new
+ * line or rewrite one (controls, DEL, U+2028/9, bytes that are not UTF-8) are escaped, so no
+ * peer string can forge a line.
  */
 #ifndef VG_UTIL_LOG_H
 #define VG_UTIL_LOG_H

@@ -590,6 +590,48 @@ static void test_keep_alive(void **state)
     run_free(&r);
 }
 
+/* Issue 15: request smuggling shapes (RFC 9112 6.1). */
+static void test_transfer_coding_smuggling(void **state)
+{
+    (void)state;
+    run_t r;
+    /* A coding we do not implement before chunked: 501, never decoded as plain chunked. */
+    assert_int_equal(
+        PARSE_RC("POST / HTTP/1.1\r\nTransfer-Encoding: junk, chunked\r\n\r\n0\r\n\r\n"),
+        VG_EHTTP_NOT_IMPLEMENTED);
+    assert_int_equal(PARSE_RC("POST / HTTP/1.1\r\nTransfer-Encoding: gzip,chunked\r\n\r\n"),
+                     VG_EHTTP_NOT_IMPLEMENTED);
+    assert_int_equal(PARSE_RC("POST / HTTP/1.1\r\nTransfer-Encoding: junk\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                     VG_EHTTP_NOT_IMPLEMENTED);
+    assert_int_equal(vg_http_status_for_error(VG_EHTTP_NOT_IMPLEMENTED), 501);
+    /* chunked applied twice */
+    assert_int_equal(
+        PARSE_RC("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"),
+        VG_EHTTP_BAD_REQUEST);
+    /* chunked alone, in any case, with empty list elements, is fine. */
+    PARSE(&r, "POST / HTTP/1.1\r\nTransfer-Encoding: , Chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n");
+    assert_int_equal(r.nreq, 1);
+    assert_int_equal(r.rc, VG_HTTP_NEED_MORE);
+    run_free(&r);
+
+    /* HTTP/1.0 with Transfer-Encoding: the body is read, then the connection must close even
+     * with keep-alive asked for, so the pipelined request behind it is never parsed. */
+    PARSE(&r, "POST /a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "1\r\nx\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(r.nreq, 1);
+    assert_int_equal(r.rc, VG_HTTP_NEED_MORE);
+    assert_string_equal(r.dump[0], "POST /a path=/a query= HTTP/1.0 ka=0 up=0\nConnection: "
+                                   "keep-alive\nTransfer-Encoding: chunked\nbody=x");
+    run_free(&r);
+    /* ... and the next request on a reused parser starts clean. */
+    PARSE(&r, "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+              "GET /b HTTP/1.1\r\n\r\n");
+    assert_int_equal(r.nreq, 2);
+    assert_string_equal(r.dump[1], "GET /b path=/b query= HTTP/1.1 ka=1 up=0\nbody=");
+    run_free(&r);
+}
+
 static void test_websocket_upgrade(void **state)
 {
     (void)state;
@@ -976,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_bad_header),
         cmocka_unit_test(test_unsupported_version),
         cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_transfer_coding_smuggling),
         cmocka_unit_test(test_websocket_upgrade),
         cmocka_unit_test(test_header_lookup),
         cmocka_unit_test(test_query),

@@ -87,6 +87,64 @@ static void test_redaction_at_buffer_end(void **state)
     assert_null(strstr(captured, "SECRET"));
 }
 
+/* Issue 15: the query parser decodes parameter names, so "?%74oken=" authenticates like
+ * "?token=" and must be redacted like it. */
+static void test_percent_encoded_names_are_redacted(void **state)
+{
+    (void)state;
+    expect_redacted("SIG1", "GET /ws?%74oken=aaa.bbb.SIG1 HTTP/1.1");
+    expect_redacted("SIG2", "GET /ws?tok%65n=aaa.bbb.SIG2 HTTP/1.1");
+    expect_redacted("SIG3", "GET /ws?%74icket=SIG3&x=1 HTTP/1.1");
+    expect_redacted("SIG4", "GET /ws?x=1&%54%4F%4B%45%4E=SIG4 HTTP/1.1");
+    expect_redacted("SIG5", "GET /api/sse?channels=a&access_%74oken=SIG5 HTTP/1.1");
+    expect_redacted("SIG6", "GET /x?api%5Fkey=SIG6");
+    /* Other parameters, encoded or not, are left alone. */
+    vg_notice("%s", "GET /ws?%63hannel=a&tokens=5&not_a_secret_name=v");
+    assert_non_null(strstr(captured, "%63hannel=a&tokens=5&not_a_secret_name=v"));
+}
+
+static void test_quoted_secret_is_redacted(void **state)
+{
+    (void)state;
+    expect_redacted("s3cr3t", "config secret=\"s3cr3t\" loaded");
+    assert_non_null(strstr(captured, "loaded"));
+}
+
+/* Issue 15: a user id or an event name with a newline wrote a second, forged line. */
+static void test_control_characters_are_escaped(void **state)
+{
+    (void)state;
+    vg_notice("user %s connected", "bob\n2026-01-01T00:00:00Z notice  forged\r\t\x1b[2J\x7f");
+    assert_int_equal(lines, 1);
+    assert_null(strchr(captured, '\n'));
+    assert_null(strchr(captured, '\r'));
+    assert_null(strchr(captured, '\x1b'));
+    assert_null(strchr(captured, '\x7f'));
+    assert_non_null(strstr(captured,
+                           "user bob\\x0a2026-01-01T00:00:00Z notice  forged\\x0d\\x09\\x1b[2J\\x7f"
+                           " connected"));
+}
+
+static void test_invalid_utf8_is_escaped(void **state)
+{
+    (void)state;
+    /* Valid multi-byte characters pass; a stray continuation byte, an overlong '/', a surrogate,
+     * a C1 control (U+0085, "next line") and U+2028 (line separator) do not. */
+    vg_notice("[caf\xc3\xa9 \x80 \xc0\xaf \xed\xa0\x80 \xc2\x85 \xe2\x80\xa8 \xe2\x82\xac]");
+    assert_non_null(strstr(captured, "[caf\xc3\xa9 \\x80 \\xc0\\xaf \\xed\\xa0\\x80 \\xc2\\x85 "
+                                     "\\xe2\\x80\\xa8 \xe2\x82\xac]"));
+}
+
+/* The JSON sink escapes the same characters and stays valid JSON (UTF-8 only). */
+static void test_json_stays_valid(void **state)
+{
+    (void)state;
+    vg_log_set_format(VG_LOG_JSON);
+    vg_notice("user %s \xff \xc2\x85 \\ end", "bob\n\x7f");
+    assert_non_null(
+        strstr(captured, "\"msg\":\"user bob\\u000a\\u007f \\\\xff \\u0085 \\\\ end\"}"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -94,6 +152,11 @@ int main(void)
         cmocka_unit_test_setup(test_json_format, setup),
         cmocka_unit_test_setup(test_secrets_are_redacted, setup),
         cmocka_unit_test_setup(test_redaction_at_buffer_end, setup),
+        cmocka_unit_test_setup(test_percent_encoded_names_are_redacted, setup),
+        cmocka_unit_test_setup(test_quoted_secret_is_redacted, setup),
+        cmocka_unit_test_setup(test_control_characters_are_escaped, setup),
+        cmocka_unit_test_setup(test_invalid_utf8_is_escaped, setup),
+        cmocka_unit_test_setup(test_json_stays_valid, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
