@@ -21,14 +21,16 @@ static unsigned bucket_index(uint64_t v)
     return idx < VG_HIST_BUCKETS ? idx : VG_HIST_BUCKETS - 1;
 }
 
-/* The middle of bucket idx (its lowest value for the exact buckets). */
+/* The middle of bucket idx (its lowest value for the exact buckets): the bucket starts at
+ * m << shift and is 1 << shift wide.  Its end, (m + 1) << shift, is not computed because it is
+ * 2^64 for the last bucket.  Every term is exact in a double (a few significant bits each). */
 static double bucket_value(unsigned idx)
 {
     if (idx < (1u << (VG_HIST_SUB_BITS + 1)))
         return idx;
     unsigned shift = (idx >> VG_HIST_SUB_BITS) - 1;
     uint64_t m = idx - (shift << VG_HIST_SUB_BITS);
-    return ((double)(m << shift) + (double)((m + 1) << shift)) / 2.0;
+    return (double)(m << shift) + (double)(1ull << shift) / 2.0;
 }
 
 void vg_hist_add(vg_hist_t *h, uint64_t v)
