@@ -9,7 +9,8 @@
 #include "api/api.h"
 #include "cli/demo.h"
 #include "cli/serve.h"
-#include "core/durable.h"
+#include "broker/durable.h"
+#include "broker/memory.h"
 #include "core/hub.h"
 #include "core/state.h"
 #include "profiles/profiles.h"
@@ -73,12 +74,13 @@ int vg_serve_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err,
     };
     if (vg_auth_new(&app->auth, &ac, err, errlen) != 0)
         return VG_ECONFIG;
-    vg_hub_history_t history = {
+    vg_history_limits_t history = {
         .size = (size_t)cfg->history_size,
         .ttl_seconds = cfg->history_ttl,
         .max_bytes = cfg->history_memory,
     };
-    app->hub = vg_hub_new(workers, &history);
+    app->broker = vg_memory_broker_new(&history);
+    app->hub = vg_hub_new(workers, app->broker);
     char serr[512];
     if (vg_store_sqlite_open(cfg->data_dir, &app->store, serr, sizeof(serr)) != 0) {
         snprintf(err, errlen, "cannot use --data-dir %s: %s", cfg->data_dir, serr);
@@ -87,8 +89,8 @@ int vg_serve_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err,
     app->acks = (vg_acks_t){app->store, &app->ack_channels, cfg->ack_ttl, (size_t)cfg->ack_max};
     vg_hub_set_command_handler(app->hub, vg_session_on_hub_command);
     app->state = vg_state_new(app->hub, cfg->state_interval, app->store);
-    vg_durable_restore(app->hub, app->store, &app->durable_channels, &app->durable,
-                       (uint64_t)cfg->history_size, cfg->history_ttl);
+    app->durable = vg_durable_start(app->broker, app->store, &app->durable_channels,
+                                    (uint64_t)cfg->history_size, cfg->history_ttl);
     if (add_broadcasts(app, err, errlen) != 0)
         return VG_ECONFIG;
     /* Deltas are due at most every --state-interval; look ten times as often. */
@@ -116,6 +118,9 @@ void vg_serve_dispose(vg_app_t *app)
     vg_state_free(app->state);
     vg_store_free(app->store);
     vg_hub_free(app->hub);
+    if (app->broker != NULL)
+        app->broker->ops->free(app->broker);
+    vg_durable_free(app->durable);
     vg_registry_free(app->registry);
     vg_auth_free(app->auth);
     vg_patterns_dispose(&app->default_channels);

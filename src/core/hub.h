@@ -1,14 +1,15 @@
 /*
- * The hub: publishing and fan-out.
+ * The hub: this process's fan-out of published messages to its workers.
  *
- * vg_hub_publish (any thread) assigns the channel's next offset, encodes the message once as
- * JSON and frames it once into a shared chunk, then hands one reference to every worker's inbox
- * (mutex + array, woken with uv_async).  Each worker drains its inbox on its own thread, looks the
- * channel up in its own subscription index and queues the same chunk on every matching
- * connection.  Offsets are assigned and inboxes filled under one publish mutex, so every worker
- * sees every channel's messages in publish order; delivery itself takes no shared lock.
+ * vg_hub_publish (any thread) hands the messages to the broker (core/broker.h), which assigns
+ * each channel's next offset, encodes the message once as JSON framed once into a shared chunk,
+ * keeps it in history, and gives it back through the hub's sink in channel order.  The sink
+ * hands one reference to every worker's inbox (mutex + array, woken with uv_async).  Each worker
+ * drains its inbox on its own thread, looks the channel up in its own subscription index and
+ * calls every matching subscriber's deliver hook with the same chunk; delivery itself takes no
+ * shared lock.
  *
- * Admin commands (broadcast, disconnect) travel through the same inboxes.
+ * Admin commands (broadcast, disconnect) and cross-worker calls travel through the same inboxes.
  */
 #ifndef VG_CORE_HUB_H
 #define VG_CORE_HUB_H
@@ -17,6 +18,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/broker.h"
+#include "core/message.h"
 #include "core/subs.h"
 #include "net/conn.h"
 #include "net/server.h"
@@ -39,18 +42,6 @@ typedef struct vg_hub_stats_s {
 } vg_hub_stats_t;
 
 extern const double vg_hub_latency_bounds_us[16];
-
-/* A message to publish. */
-typedef struct vg_publish_s {
-    const char *channel;
-    const char *type;
-    json_t *data;   /* borrowed */
-    const char *id; /* acknowledged-delivery message id, or NULL */
-    /* Publisher-chosen envelope fields (an object, borrowed, or NULL), written after "timestamp"
-     * so a compatibility profile can give its client the exact top-level fields it expects
-     * (e.g. OpenEye's camera_event has camera_id and event_type beside data). */
-    json_t *extra;
-} vg_publish_t;
 
 /* One message as a worker delivers it. */
 typedef struct vg_delivery_s {
@@ -85,29 +76,9 @@ vg_chunk_t *vg_hub_render(vg_worker_t *w, const vg_format_t *format, const vg_de
 void vg_hub_run_on(vg_hub_t *h, int worker_id, void (*fn)(vg_worker_t *w, void *arg), void *arg,
                    void (*fn_cancel)(void *arg));
 
-/* History limits (--history-size, --history-ttl, --history-memory). */
-typedef struct vg_hub_history_s {
-    size_t size;        /* messages kept per channel; 0 disables history */
-    double ttl_seconds; /* older ones are dropped */
-    size_t max_bytes;   /* all channels together; the oldest go first */
-} vg_hub_history_t;
-
-vg_hub_t *vg_hub_new(int num_workers, const vg_hub_history_t *history);
-/* Durable channels: for each published message on a channel wants() accepts, append() is called
- * under the publish lock with the message as sent, before any worker sees it. */
-typedef struct vg_hub_durability_s {
-    int (*wants)(void *arg, const char *channel);
-    int (*append)(void *arg, const char *channel, uint64_t offset, const char *epoch,
-                  int64_t time_ms, const uint8_t *text, size_t len);
-    void *arg;
-} vg_hub_durability_t;
-void vg_hub_set_durability(vg_hub_t *h, const vg_hub_durability_t *d);
-/* At start, before the workers: a durable channel resumes its offset and epoch, and its stored
- * history (text is the message JSON as it was sent). */
-void vg_hub_restore_channel(vg_hub_t *h, const char *channel, uint64_t last_offset,
-                            const char *epoch);
-void vg_hub_restore_message(vg_hub_t *h, const char *channel, uint64_t offset, int64_t time_ms,
-                            const char *type, const char *text, size_t len);
+/* The hub of num_workers workers over `broker` (borrowed: it must outlive the hub; the hub
+ * becomes its sink). */
+vg_hub_t *vg_hub_new(int num_workers, vg_broker_t *broker);
 
 /* Worker 0 calls fn(arg, now_ms) every period_ms (the state documents' flush). */
 void vg_hub_set_ticker(vg_hub_t *h, void (*fn)(void *arg, int64_t now_ms), void *arg,
@@ -133,43 +104,12 @@ uint64_t vg_hub_published(vg_hub_t *h);
  * records freed since start.  Subscribing creates none. */
 void vg_hub_channel_counts(vg_hub_t *h, size_t *live, uint64_t *freed);
 
-/* A channel position for recovery: the client's (in) and the channel's current one (out). */
-typedef struct vg_recovery_s {
-    const char *channel; /* an exact channel name */
-    int has_since;       /* in: the client asked to recover from since_offset/since_epoch */
-    uint64_t since_offset;
-    const char *since_epoch; /* NULL with any_epoch: the channel's current epoch */
-    int any_epoch;
-    int recovered;   /* out: every message after since is in `missed` */
-    uint64_t offset; /* out: the channel's last offset (0: nothing published yet) */
-    char epoch[17];  /* out */
-} vg_recovery_t;
-
-/* Frames to send before any live message, in order. */
-typedef struct vg_missed_s {
-    vg_chunk_t **frames; /* one reference each: vg_hub_missed_dispose drops them */
-    char **types;        /* each frame's message type, for event-type filters */
-    char **channels;     /* each frame's channel */
-    uint64_t *offsets;   /* each frame's offset */
-    size_t count;
-} vg_missed_t;
-
 /* Worker thread.  Calls subscribe(arg) (which adds the session's subscriptions to the worker's
  * index) atomically with reading the channels' positions and history, so that every message
  * after the positions arrives live and every missed one is in *missed: no gap, no duplicate,
  * even when publishes race the subscribe.  Fills the out fields of rec[0..n). */
 void vg_hub_subscribe_atomically(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,
                                  vg_recovery_t *rec, size_t n, vg_missed_t *missed);
-void vg_hub_missed_dispose(vg_missed_t *missed);
-
-/* Recovery by time for patterns: every channel matching one of the patterns, except those
- * recovered by offset in the same call, replays its history after since_ms.  This is how a
- * client gets the channels that first appeared while it was away. */
-typedef struct vg_time_recovery_s {
-    const char *const *patterns;
-    size_t num_patterns;
-    int64_t since_ms;
-} vg_time_recovery_t;
 
 /* vg_hub_subscribe_atomically with a time recovery as well (tr may be NULL). */
 void vg_hub_subscribe_atomically_ex(vg_worker_t *w, void (*subscribe)(void *arg), void *arg,

@@ -383,7 +383,7 @@ static void handle_subscribe(vg_session_t *s, json_t *req, json_t *id, int subsc
     for (size_t i = 0; i < missed.count; i++)
         vg_session_deliver(s, missed.channels[i], strlen(missed.channels[i]), missed.types[i],
                            missed.offsets[i], missed.frames[i]);
-    vg_hub_missed_dispose(&missed);
+    vg_missed_dispose(&missed);
     send_state_snapshots(s, channels);
     const char *patterns[MAX_ITEMS_PER_REQUEST];
     size_t np = 0;

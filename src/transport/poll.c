@@ -225,7 +225,7 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     for (size_t i = 0; i < missed.count; i++)
         add_message(s->poll, missed.channels[i], strlen(missed.channels[i]), missed.offsets[i],
                     missed.frames[i]);
-    vg_hub_missed_dispose(&missed);
+    vg_missed_dispose(&missed);
     /* Unacked messages come with the first poll (no since), like a WebSocket's subscribe; the
      * following polls carry on from there instead of repeating them until acked. */
     if (first_poll)

@@ -198,7 +198,7 @@ static void start_stream(vg_session_t *s, char **channels, size_t n, vg_recovery
     for (size_t i = 0; i < missed.count; i++)
         vg_session_deliver(s, missed.channels[i], strlen(missed.channels[i]), missed.types[i],
                            missed.offsets[i], missed.frames[i]);
-    vg_hub_missed_dispose(&missed);
+    vg_missed_dispose(&missed);
     vg_acks_replay(s, (const char *const *)channels, n);
     vg_conn_timer_start(s->conn, HEARTBEAT_MS);
 }

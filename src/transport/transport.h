@@ -16,7 +16,6 @@
 #include "auth/auth.h"
 #include "core/acks.h"
 #include "core/config.h"
-#include "core/durable.h"
 #include "core/hub.h"
 #include "core/registry.h"
 #include "core/subs.h"
@@ -70,6 +69,7 @@ typedef struct vg_app_s {
     vg_http_limits_t http_limits;
     vg_server_t *server;
     vg_auth_t *auth;
+    vg_broker_t *broker; /* numbers, keeps and orders messages (core/broker.h) */
     vg_hub_t *hub;
     vg_state_t *state;
     struct vg_store_s *store; /* durable data in --data-dir */
@@ -79,7 +79,7 @@ typedef struct vg_app_s {
     vg_patterns_t ack_channels;    /* acknowledged-delivery channels */
     vg_acks_t acks;                /* acknowledged delivery (its channels: ack_channels) */
     vg_patterns_t durable_channels; /* history kept in the store */
-    struct vg_durable_s durable;    /* core/durable.h */
+    struct vg_durable_s *durable;   /* durable channels (broker/durable.h), or NULL */
     int64_t started_ms;
     /* WebSocket handshakes refused, by reason (rare: a mutex is fine) */
     pthread_mutex_t refusals_lock;

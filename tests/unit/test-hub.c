@@ -1,5 +1,6 @@
-/* The hub's history and recovery, without sockets: a worker is a bare loop with the hub's
- * per-worker state, and recovery is read through vg_hub_subscribe_atomically. */
+/* The hub over the in-process broker: history and recovery, without sockets.  A worker is a
+ * bare loop with the hub's per-worker state, and recovery is read through
+ * vg_hub_subscribe_atomically. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,9 +12,11 @@
 
 #include <cmocka.h>
 
+#include "broker/memory.h"
 #include "core/hub.h"
 
 typedef struct fixture_s {
+    vg_broker_t *broker;
     vg_hub_t *hub;
     vg_worker_t worker;
 } fixture_t;
@@ -21,8 +24,9 @@ typedef struct fixture_s {
 static fixture_t *setup_hub(size_t size, double ttl, size_t max_bytes)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    vg_hub_history_t hist = {size, ttl, max_bytes};
-    f->hub = vg_hub_new(1, &hist);
+    vg_history_limits_t hist = {size, ttl, max_bytes};
+    f->broker = vg_memory_broker_new(&hist);
+    f->hub = vg_hub_new(1, f->broker);
     uv_loop_init(&f->worker.loop);
     vg_hub_worker_start(f->hub, &f->worker);
     return f;
@@ -34,6 +38,7 @@ static void teardown_hub(fixture_t *f)
     uv_run(&f->worker.loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->worker.loop), 0); /* nothing left on the loop */
     vg_hub_free(f->hub);
+    f->broker->ops->free(f->broker);
     free(f);
 }
 
@@ -64,7 +69,7 @@ static vg_recovery_t recover(fixture_t *f, const char *channel, uint64_t since, 
         assert_int_equal(missed.offsets[i], missed.offsets[i - 1] + 1); /* in order, no gap */
     if (missed.count > 0)
         assert_int_equal(missed.offsets[missed.count - 1], r.offset);
-    vg_hub_missed_dispose(&missed);
+    vg_missed_dispose(&missed);
     return r;
 }
 
@@ -148,9 +153,9 @@ static void test_restore_resumes_offsets(void **state)
 {
     (void)state;
     fixture_t *f = setup_hub(100, 300, 1 << 20);
-    vg_hub_restore_channel(f->hub, "d.a", 41, "feedfacefeedface");
+    vg_memory_broker_restore_channel(f->broker, "d.a", 41, "feedfacefeedface");
     static const char text[] = "{\"type\":\"t\",\"channel\":\"d.a\",\"offset\":41,\"data\":1}";
-    vg_hub_restore_message(f->hub, "d.a", 41, (int64_t)time(NULL) * 1000, "t", text,
+    vg_memory_broker_restore_message(f->broker, "d.a", 41, (int64_t)time(NULL) * 1000, "t", text,
                            sizeof(text) - 1);
     publish(f, "d.a", 1);
     size_t n;
@@ -242,7 +247,7 @@ static void test_since_time_follows_last_publish(void **state)
     assert_string_equal(missed.channels[1], "a.one");
     assert_int_equal(missed.offsets[1], 2);
     assert_int_equal(missed.offsets[2], 3);
-    vg_hub_missed_dispose(&missed);
+    vg_missed_dispose(&missed);
     teardown_hub(f);
 }
 

@@ -1,13 +1,13 @@
 /*
  * Durable channels (--durable-channels): their history is written through to the store as the
- * hub publishes, and read back at start (core/durable.c).
+ * in-process broker publishes, and read back at start (broker/durable.c).
  */
-#ifndef VG_CORE_DURABLE_H
-#define VG_CORE_DURABLE_H
+#ifndef VG_BROKER_DURABLE_H
+#define VG_BROKER_DURABLE_H
 
 #include <stdint.h>
 
-#include "core/hub.h"
+#include "core/broker.h"
 #include "proto/channel.h"
 #include "store/store.h"
 
@@ -20,9 +20,11 @@ typedef struct vg_durable_s {
 } vg_durable_t;
 
 /* Before the workers start: restores every durable channel's offset, epoch and history into the
- * hub, then makes the hub append each new message of those channels to the store (d must outlive
- * the hub). */
-void vg_durable_restore(vg_hub_t *hub, vg_store_t *store, const vg_patterns_t *channels,
-                        vg_durable_t *d, uint64_t history_size, double history_ttl);
+ * in-process broker, then makes it append each new message of those channels to the store.
+ * Returns the write-through state, to free with vg_durable_free after the broker. */
+vg_durable_t *vg_durable_start(vg_broker_t *broker, vg_store_t *store,
+                               const vg_patterns_t *channels, uint64_t history_size,
+                               double history_ttl);
+void vg_durable_free(vg_durable_t *d);
 
 #endif

@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/durable.h"
+#include "broker/durable.h"
+#include "broker/memory.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -49,21 +50,23 @@ static int collect_channel(const char *channel, uint64_t last, const char *epoch
 
 static int restore_message(const vg_store_hist_msg_t *m, void *arg)
 {
-    vg_hub_t *hub = arg;
+    vg_broker_t *broker = arg;
     json_t *msg = json_loadb(m->text, m->len, 0, NULL);
     const char *type = json_string_value(json_object_get(msg, "type"));
-    vg_hub_restore_message(hub, m->channel, m->offset, m->time_ms, type ? type : "", m->text,
-                           m->len);
+    vg_memory_broker_restore_message(broker, m->channel, m->offset, m->time_ms, type ? type : "",
+                                     m->text, m->len);
     json_decref(msg);
     return 0;
 }
 
-void vg_durable_restore(vg_hub_t *hub, vg_store_t *store, const vg_patterns_t *channels,
-                        vg_durable_t *d, uint64_t history_size, double history_ttl)
+vg_durable_t *vg_durable_start(vg_broker_t *broker, vg_store_t *store,
+                               const vg_patterns_t *channels, uint64_t history_size,
+                               double history_ttl)
 {
+    vg_durable_t *d = vg_malloc(sizeof(*d));
     *d = (vg_durable_t){store, channels, history_size, history_ttl, 0};
-    vg_hub_durability_t hd = {durable_wants, durable_append, d};
-    vg_hub_set_durability(hub, &hd);
+    vg_durability_t hd = {durable_wants, durable_append, d};
+    vg_memory_broker_set_durability(broker, &hd);
     vg_buf_t list = VG_BUF_INIT;
     if (vg_store_hist_channels(store, collect_channel, &list) < 0)
         vg_warning("durable channels could not be read from the store");
@@ -72,11 +75,17 @@ void vg_durable_restore(vg_hub_t *hub, vg_store_t *store, const vg_patterns_t *c
     int64_t horizon = vg_wall_ms() - (int64_t)(history_ttl * 1000);
     vg_store_hist_trim(store, NULL, history_size, horizon);
     for (size_t i = 0; i < n; i++) {
-        vg_hub_restore_channel(hub, r[i].channel, r[i].last, r[i].epoch);
-        vg_store_hist_read(store, r[i].channel, 0, 0, restore_message, hub);
+        vg_memory_broker_restore_channel(broker, r[i].channel, r[i].last, r[i].epoch);
+        vg_store_hist_read(store, r[i].channel, 0, 0, restore_message, broker);
         vg_free(r[i].channel);
     }
     if (n > 0)
         vg_notice("restored %zu durable channel(s) from the store", n);
     vg_buf_dispose(&list);
+    return d;
+}
+
+void vg_durable_free(vg_durable_t *d)
+{
+    vg_free(d);
 }
