@@ -14,6 +14,7 @@
 #include "app/app.h"
 #include "app/channel.h"
 #include "app/hub.h"
+#include "app/profiles.h"
 #include "app/state.h"
 #include "app/store.h"
 #include "util/alloc.h"
@@ -711,6 +712,7 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
            (double)(vg_wall_ms() - app->started_ms) / 1e3);
     append_by_endpoint(&b, app);
     append_refusals(&b, app);
+    vg_profiles_metrics(app, &b);
     vg_buf_append_str(&b, "# HELP vigil_publish_to_write_seconds Time from publish to the "
                           "message being queued on a worker's sockets.\n"
                           "# TYPE vigil_publish_to_write_seconds histogram\n");
