@@ -22,6 +22,11 @@
  * or vg_hub_run_on call in flight each hold one reference.  Closing (vg__sio_close, any thread)
  * marks it closed, removes it from the table and wakes its transports; the teardown (leaving the
  * index and the registry, closing the timer) then runs on the home worker.
+ *
+ * Hostile clients.  A handshake needs no credential, so sessions are capped (the server's and
+ * each client address's count live with the sid table, under its lock), and until its socket
+ * connects a session is small (no vg_sio_socket_t before the first Socket.IO packet), short-lived
+ * (the heartbeat timer also enforces the connect timeout) and held to a small payload and queue.
  */
 #ifndef VG_APP_SOCKETIO_H
 #define VG_APP_SOCKETIO_H
