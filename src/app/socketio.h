@@ -140,6 +140,7 @@ struct vg_sio_s {
     char peer[48];
     struct vg_sio_addr_s *addr; /* the client address it counts against (under table_lock) */
     atomic_int connected;       /* the socket is connected: the connect limits no longer apply */
+    atomic_size_t inbound_packets, inbound_bytes; /* on their way to the home worker */
 
     /* (locked) */
     int closed;

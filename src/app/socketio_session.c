@@ -27,6 +27,9 @@
  * queue's pointer): a client answered many tiny packets must not hold many times its limit. */
 #define QUEUE_ENTRY_COST (sizeof(vg_chunk_t) + sizeof(vg_chunk_t *) + 32)
 #define REFUSAL_LOG_MS   10000 /* refused handshakes: one log line per this many ms at most */
+/* What a packet on its way to the home worker costs besides its bytes: its copy's header, the
+ * task, the hub's call item (measured: about 200 bytes). */
+#define INBOUND_COST 256
 
 static uint64_t mono_ms(void)
 {
@@ -40,6 +43,7 @@ enum task_op { OP_WAKE_GET, OP_WAKE_WS, OP_TEARDOWN, OP_OVERFLOW, OP_INBOUND };
 typedef struct inbound_s {
     int binary;
     int payload;
+    size_t cost; /* counted in the session's inbound_bytes until handled */
     size_t len;
     char data[];
 } inbound_t;
@@ -269,6 +273,10 @@ void vg__sio_unref(vg_sio_t *es)
 
 static void task_free(vg_sio_task_t *t)
 {
+    if (t->msg != NULL) { /* handled or dropped: no longer waiting */
+        atomic_fetch_sub_explicit(&t->es->inbound_packets, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&t->es->inbound_bytes, t->msg->cost, memory_order_relaxed);
+    }
     vg__sio_unref(t->es);
     vg_free(t->msg);
     vg_free(t);
@@ -584,6 +592,8 @@ vg_sio_t *vg__sio_new(vg_sio_profile_t *p, vg_session_t *s, int transport, int *
     /* the caller, the table, the home list, the timer */
     atomic_init(&es->refcnt, 4);
     atomic_init(&es->connected, 0);
+    atomic_init(&es->inbound_packets, 0);
+    atomic_init(&es->inbound_bytes, 0);
     pthread_mutex_init(&es->lock, NULL);
     vg__sio_make_id(es->sid);
     es->home = s->conn->worker;
@@ -891,15 +901,39 @@ static void on_get_closed(vg_session_t *s)
 
 /* ---- inbound ---- */
 
+/* Takes a place for a packet on its way to the home worker.  A transport reads much faster than
+ * the home worker handles packets (a read of 64 KiB holds 8,000 tiny WebSocket frames): what
+ * waits is bounded by --max-inbound-rate (a client under it never has that many packets
+ * waiting) and by the bytes the session may have queued.  The first one always gets in. */
+static int inbound_reserve(vg_sio_t *es, size_t cost)
+{
+    double rate = es->profile->app->cfg->max_inbound_rate;
+    size_t max_packets = rate < 100000 ? (size_t)(2 * rate) + 16 : 200016;
+    size_t packets = atomic_fetch_add_explicit(&es->inbound_packets, 1, memory_order_relaxed);
+    size_t bytes = atomic_fetch_add_explicit(&es->inbound_bytes, cost, memory_order_relaxed);
+    if (packets == 0 || (packets < max_packets && bytes + cost <= max_outbound(es)))
+        return 0;
+    atomic_fetch_sub_explicit(&es->inbound_packets, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&es->inbound_bytes, cost, memory_order_relaxed);
+    return VG_ELIMIT;
+}
+
 /* Socket.IO packets are handled on the home worker, through its hub inbox even from there, so
  * they keep the order the client sent them in across transports (a POST's packets are in the
  * inbox before its "ok" is written).  Called from transports' I/O callbacks, never from a hub
- * callback. */
-static void forward_home(vg_sio_t *es, int binary, int payload, const char *data, size_t len)
+ * callback.  Returns 0, or VG_ELIMIT with *err when too much already waits. */
+static int forward_home(vg_sio_t *es, int binary, int payload, const char *data, size_t len,
+                        const char **err)
 {
+    size_t cost = len + INBOUND_COST;
+    if (inbound_reserve(es, cost) != 0) {
+        *err = "packets sent faster than they are handled (--max-inbound-rate)";
+        return VG_ELIMIT;
+    }
     inbound_t *m = vg_malloc(sizeof(*m) + len + 1);
     m->binary = binary;
     m->payload = payload;
+    m->cost = cost;
     m->len = len;
     if (len > 0)
         memcpy(m->data, data, len);
@@ -910,6 +944,7 @@ static void forward_home(vg_sio_t *es, int binary, int payload, const char *data
     t->target = es->home->id;
     t->msg = m;
     send_task(t);
+    return 0;
 }
 
 static int on_probe(vg_sio_t *es, vg_session_t *ws, const char **err)
@@ -962,7 +997,10 @@ int vg__sio_on_packet(vg_sio_t *es, vg_worker_t *cur, const vg_eio_packet_t *pkt
             return on_probe(es, ws, err);
         *err = "ping from the client"; /* Engine.IO v4: only the server pings */
         return VG_EINVAL;
-    case VG_EIO_MESSAGE: forward_home(es, pkt->binary, 0, pkt->data, pkt->len); return 0;
+    case VG_EIO_MESSAGE:
+        if (vg__sio_is_closed(es)) /* e.g. over the rate: the rest of a burst is not queued */
+            return 0;
+        return forward_home(es, pkt->binary, 0, pkt->data, pkt->len, err);
     case VG_EIO_UPGRADE:
         if (ws != NULL)
             return on_upgrade(es, ws, err);
@@ -990,8 +1028,8 @@ int vg__sio_on_payload(vg_sio_t *es, vg_worker_t *cur, const char *body, size_t 
     vg_eio_reader_dispose(&r);
     if (rc < 0)
         return rc;
-    if (messages)
-        forward_home(es, 0, 1, body, len);
+    if (messages && !vg__sio_is_closed(es))
+        return forward_home(es, 0, 1, body, len, err);
     return 0;
 }
 
