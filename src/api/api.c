@@ -16,6 +16,7 @@
 #include "core/hub.h"
 #include "core/state.h"
 #include "store/store.h"
+#include "transport/transport.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -755,6 +756,8 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
            (double)channels_freed);
     append_by_endpoint(&b, app);
     append_refusals(&b, app);
+    if (app->append_metrics != NULL)
+        app->append_metrics(app, &b);
     vg_buf_append_str(&b, "# HELP vigil_publish_to_write_seconds Time from publish to the "
                           "message being queued on a worker's sockets.\n"
                           "# TYPE vigil_publish_to_write_seconds histogram\n");

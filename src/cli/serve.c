@@ -105,6 +105,7 @@ int vg_serve_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err,
     vg_api_register(app);
     if (cfg->demo)
         vg_demo_register(app);
+    app->append_metrics = vg_profiles_metrics;
     int rc = vg_profiles_init(app, err, errlen);
     if (rc != 0)
         return rc;

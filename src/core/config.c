@@ -137,6 +137,14 @@ static const option_t options[] = {
      "Engine.IO pingInterval"},
     {"socketio-ping-timeout", T_SECONDS, OFF(socketio_ping_timeout), 0.01, 86400, "20",
      "Engine.IO pingTimeout"},
+    {"socketio-max-sessions", T_INT, OFF(socketio_max_sessions), 1, 10000000, "10000",
+     "Engine.IO sessions the server holds (over it: handshake answered 503 with Retry-After)"},
+    {"socketio-max-sessions-per-ip", T_INT, OFF(socketio_max_sessions_per_ip), 0, 10000000, "256",
+     "Engine.IO sessions one client address holds (over it: 429 with Retry-After; 0: no cap)"},
+    {"socketio-connect-timeout", T_SECONDS, OFF(socketio_connect_timeout), 0.05, 3600, "5",
+     "seconds an Engine.IO session has to connect its Socket.IO socket before it is closed"},
+    {"socketio-max-connect-payload", T_SIZE, OFF(socketio_max_connect_payload), 64, 1 * GiB,
+     "32KiB", "largest POST body or WebSocket message, and queue, of a session not yet connected"},
     {"config", T_STRING, OFF(config_file), 0, 0, NULL, "JSON config file"},
 };
 

@@ -80,6 +80,10 @@ typedef struct vg_config_s {
     char *socketio_cors;
     double socketio_ping_interval;
     double socketio_ping_timeout;
+    int socketio_max_sessions;
+    int socketio_max_sessions_per_ip; /* 0: no cap */
+    double socketio_connect_timeout;  /* seconds a session has to connect its socket */
+    size_t socketio_max_connect_payload;
 } vg_config_t;
 
 /* Fills cfg from defaults, the config file, the environment (envp) and argv (the arguments after

@@ -285,6 +285,13 @@ static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
     json_decref(req);
 }
 
+/* A "{user}" in --openeye-channels stands for the token's sub: a sub that cannot be one channel
+ * segment ("*", "a.>") is refused, not subscribed to other users' channels. */
+static int admit(vg_session_t *s, const char **reason)
+{
+    return vg_profile_admit_user(s, s->app->cfg->openeye_channels, reason);
+}
+
 /* The username claim is only in the request: it is lent to on_open, which runs inside
  * vg_session_upgrade, through endpoint_data (NULL again before the session goes on). */
 static void handle_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
@@ -302,6 +309,7 @@ static int init(vg_app_t *app, void **state, char *err, size_t errlen)
     (void)errlen;
     openeye_t *p = vg_calloc(1, sizeof(*p));
     p->policy.anonymous = !app->cfg->openeye_auth;
+    p->policy.admit = admit;
     p->policy.max_per_user = MAX_PER_USER;
     p->endpoint = (vg_ws_endpoint_t){
         .path = "/api/ws/statistics",

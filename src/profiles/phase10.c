@@ -70,12 +70,20 @@ static void on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len)
     json_decref(req);
 }
 
+/* A "{user}" in --phase10-channels stands for the token's sub: a sub that cannot be one channel
+ * segment ("*", "a.>") is refused, not subscribed to other users' channels. */
+static int admit(vg_session_t *s, const char **reason)
+{
+    return vg_profile_admit_user(s, s->app->cfg->phase10_channels, reason);
+}
+
 static int init(vg_app_t *app, void **state, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
     phase10_t *p = vg_calloc(1, sizeof(*p));
     p->policy.anonymous = !app->cfg->phase10_auth;
+    p->policy.admit = admit;
     p->endpoint = (vg_ws_endpoint_t){
         .path = "/api/ws/events",
         .authenticate = 1,

@@ -73,10 +73,33 @@ void vg_profiles_dispose(vg_app_t *app)
     app->profile_state = NULL;
 }
 
-/* "anomalies.{user}" -> "anomalies.alice"; NULL when the result is not a valid pattern (a user
- * id with characters channel names cannot hold). */
-static char *expand_user(const char *pattern, size_t len, const char *user)
+void vg_profiles_metrics(vg_app_t *app, vg_buf_t *out)
 {
+    for (size_t i = 0; app->profile_state != NULL && i < NUM_PROFILES; i++)
+        if (app->profile_state[i] != NULL && all_profiles[i]->metrics != NULL)
+            all_profiles[i]->metrics(app->profile_state[i], out);
+}
+
+const char *vg_profile_user_check(const char *user)
+{
+    if (vg_channel_check_name(user, strlen(user)) != NULL || strchr(user, '.') != NULL)
+        return "invalid user id";
+    return NULL;
+}
+
+int vg_profile_admit_user(vg_session_t *s, const char *channels, const char **reason)
+{
+    if (channels == NULL || strstr(channels, "{user}") == NULL)
+        return 0;
+    *reason = vg_profile_user_check(s->identity.user);
+    return *reason != NULL ? VG_EINVAL : 0;
+}
+
+char *vg_profile_expand_user(const char *pattern, const char *user)
+{
+    size_t len = strlen(pattern);
+    if (strstr(pattern, "{user}") != NULL && vg_profile_user_check(user) != NULL)
+        return NULL;
     vg_buf_t b = VG_BUF_INIT;
     for (size_t i = 0; i < len; i++) {
         if (len - i >= 6 && memcmp(pattern + i, "{user}", 6) == 0) {
@@ -122,7 +145,7 @@ size_t vg_profile_subscribe(vg_session_t *s, const char *channels)
     int anonymous_profile = s->endpoint && s->endpoint->policy && s->endpoint->policy->anonymous;
     size_t n = 0;
     for (size_t i = 0; i < list.count; i++) {
-        char *p = expand_user(list.items[i], strlen(list.items[i]), s->identity.user);
+        char *p = vg_profile_expand_user(list.items[i], s->identity.user);
         if (p == NULL)
             continue;
         /* A profile without auth serves its configured channels to everyone; otherwise the

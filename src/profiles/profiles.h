@@ -15,6 +15,7 @@
 
 #include "transport/transport.h"
 #include "core/hub.h"
+#include "util/buf.h"
 
 typedef struct vg_profile_s {
     const char *name;
@@ -22,6 +23,8 @@ typedef struct vg_profile_s {
      * message naming the option in err. */
     int (*init)(vg_app_t *app, void **state, char *err, size_t errlen);
     void (*dispose)(void *state); /* may be NULL */
+    /* Appends the profile's own /metrics lines (Prometheus text) to out.  May be NULL. */
+    void (*metrics)(void *state, vg_buf_t *out);
 } vg_profile_t;
 
 extern const vg_profile_t vg_profile_openeye;
@@ -33,9 +36,21 @@ extern const vg_profile_t vg_profile_socketio;
  * Returns 0 or VG_ECONFIG (an unknown name, a bad profile option). */
 int vg_profiles_init(vg_app_t *app, char *err, size_t errlen);
 void vg_profiles_dispose(vg_app_t *app);
+/* The enabled profiles' /metrics lines. */
+void vg_profiles_metrics(vg_app_t *app, vg_buf_t *out);
 
 /* Helpers shared by the profiles. */
 
+/* NULL when `user` can stand for "{user}" in a channel: one plain segment.  Otherwise why not
+ * (a static text fit for a close reason): a '.' would make it several segments, and "*" or ">"
+ * a wildcard over every user's channel. */
+const char *vg_profile_user_check(const char *user);
+/* "anomalies.{user}" -> "anomalies.alice" (heap string), or NULL when the result is not a valid
+ * pattern or the pattern holds "{user}" and vg_profile_user_check refuses the user. */
+char *vg_profile_expand_user(const char *pattern, const char *user);
+/* For an endpoint policy's admit: refuses (nonzero, *reason) a user that cannot stand for
+ * "{user}" when one of `channels` (comma-separated) holds it. */
+int vg_profile_admit_user(vg_session_t *s, const char *channels, const char **reason);
 /* Subscribes a profile session to each of `channels` (comma-separated patterns; "{user}" is
  * replaced by the session's user) that the user may read.  Returns the number subscribed. */
 size_t vg_profile_subscribe(vg_session_t *s, const char *channels);

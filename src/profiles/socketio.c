@@ -80,8 +80,8 @@ static void count_delivery(vg_sio_t *es, const vg_chunk_t *frame)
     vg_hub_stats_t *st = vg_hub_stats(es->home);
     atomic_fetch_add_explicit(&st->delivered, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->bytes_out, frame->len, memory_order_relaxed);
-    if (es->sock.registered)
-        atomic_fetch_add_explicit(&es->sock.reg.messages_out, 1, memory_order_relaxed);
+    if (es->sock != NULL && es->sock->registered)
+        atomic_fetch_add_explicit(&es->sock->reg.messages_out, 1, memory_order_relaxed);
 }
 
 /* vg_subscriber_t.deliver, on the home worker, inside the index's match loop: only queues. */
@@ -139,7 +139,7 @@ static void bad_input(vg_sio_t *es, vg_worker_t *w, const char *why)
 
 static int authenticate(vg_sio_t *es, const json_t *auth, const char **reason)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     vg_app_t *app = es->profile->app;
     if (!app->cfg->socketio_auth) {
         vg_identity_init_anonymous(&k->identity);
@@ -147,7 +147,7 @@ static int authenticate(vg_sio_t *es, const json_t *auth, const char **reason)
     }
     const char *token = json_string_value(json_object_get(auth, "token"));
     if (token == NULL)
-        token = k->token;
+        token = es->token;
     if (token == NULL || token[0] == '\0') {
         *reason = "missing token";
         return VG_EAUTH;
@@ -158,7 +158,7 @@ static int authenticate(vg_sio_t *es, const json_t *auth, const char **reason)
 
 static void registry_init(vg_sio_t *es)
 {
-    vg_reg_entry_t *e = &es->sock.reg;
+    vg_reg_entry_t *e = &es->sock->reg;
     e->conn_id = es->conn_id;
     e->worker_id = es->home->id;
     snprintf(e->peer, sizeof(e->peer), "%s", es->peer);
@@ -178,7 +178,7 @@ static void append_pattern(const char *pattern, size_t len, void *arg)
 /* The status channel, and each mapped pattern the user may read (everyone, without auth). */
 static void subscribe(vg_sio_t *es)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     vg_subs_t *subs = vg_hub_subs(es->home);
     vg_subs_add(subs, &k->subscriber, STATUS_CHANNEL, strlen(STATUS_CHANNEL));
     vg_patterns_t allowed;
@@ -198,7 +198,7 @@ static void subscribe(vg_sio_t *es)
 static int register_socket(vg_sio_t *es)
 {
     vg_app_t *app = es->profile->app;
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     /* Without auth everyone is "anonymous": a per-user limit would be a global one. */
     int limit = app->cfg->socketio_auth ? app->cfg->max_connections_per_user : INT_MAX;
     registry_init(es);
@@ -210,12 +210,14 @@ static int register_socket(vg_sio_t *es)
 
 static void on_connect(vg_sio_t *es, vg_worker_t *w, const json_t *auth)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     vg_app_t *app = es->profile->app;
     const char *reason = "unauthorized";
     if (!k->connected) {
         if (authenticate(es, auth, &reason) != 0) {
-            vg_notice("socket.io %s from %s: refused: %s", es->sid, es->peer, reason);
+            /* One line per session at the default level, however many CONNECTs it sends. */
+            vg_log(k->refused_connects++ == 0 ? VG_LOG_NOTICE : VG_LOG_VERBOSE,
+                   "socket.io %s from %s: refused: %s", es->sid, es->peer, reason);
             vg_app_count_refusal(app, reason);
             connect_error(es, w, "/", reason);
             return;
@@ -231,11 +233,10 @@ static void on_connect(vg_sio_t *es, vg_worker_t *w, const json_t *auth)
             return;
         }
         subscribe(es);
-        k->rate_tokens = app->cfg->max_inbound_rate;
-        k->rate_updated = k->rate_window = uv_now(&w->loop);
         vg__sio_make_id(k->sid);
         k->connected = 1;
         k->generation++;
+        vg__sio_set_connected(es, 1);
         vg_notice("socket.io %s from %s: user %s connected on %s", es->sid, es->peer,
                   k->identity.user, VG_SIO_PATH);
     }
@@ -246,7 +247,7 @@ static void on_connect(vg_sio_t *es, vg_worker_t *w, const json_t *auth)
 /* Leaves the index and the registry (a DISCONNECT, or the session going away). */
 static void leave(vg_sio_t *es)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     if (es->home->data != NULL)
         vg_subs_remove_all(vg_hub_subs(es->home), &k->subscriber);
     if (k->registered) {
@@ -258,6 +259,8 @@ static void leave(vg_sio_t *es)
     if (k->has_identity)
         vg_identity_dispose(&k->identity);
     k->has_identity = 0;
+    if (k->connected)
+        vg__sio_set_connected(es, 0);
     k->connected = 0;
 }
 
@@ -285,8 +288,8 @@ static void on_rpc_done(void *arg, int status, json_t *result, const char *error
     rpc_t *r = arg;
     vg_sio_t *es = r->es;
     /* Still the same connected socket: an answer for an old one means nothing to the client. */
-    if (r->id >= 0 && !es->torn_down && es->sock.connected &&
-        es->sock.generation == r->generation) {
+    if (r->id >= 0 && !es->torn_down && es->sock->connected &&
+        es->sock->generation == r->generation) {
         if (error != NULL)
             ack_error(es, es->home, r->id, error);
         else
@@ -296,12 +299,13 @@ static void on_rpc_done(void *arg, int status, json_t *result, const char *error
     vg_free(r);
 }
 
-/* A token bucket of --max-inbound-rate events per second, as for native sockets: an event over
- * it is refused (its ack says so); a client still sending a whole rate's worth more within one
- * second is disconnected. */
+/* A token bucket of --max-inbound-rate packets per second, as for native sockets: an event over
+ * it is refused (its ack says so), another packet ignored; a client still sending a whole rate's
+ * worth more within one second is disconnected.  Every Socket.IO packet counts, CONNECTs too:
+ * each is answered, and a payload of thousands must not queue thousands of answers. */
 static int admit(vg_sio_t *es, vg_worker_t *w)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     double rate = es->profile->app->cfg->max_inbound_rate;
     uint64_t now = uv_now(&w->loop);
     k->rate_tokens += (double)(now - k->rate_updated) * rate / 1000.0;
@@ -317,8 +321,11 @@ static int admit(vg_sio_t *es, vg_worker_t *w)
         k->rate_overflow = 0;
     }
     if (++k->rate_overflow > (unsigned)rate) {
-        vg_notice("socket.io %s from %s: user %s closed: rate limit exceeded", es->sid, es->peer,
-                  k->identity.user);
+        if (k->connected)
+            vg_notice("socket.io %s from %s: user %s closed: rate limit exceeded", es->sid,
+                      es->peer, k->identity.user);
+        else
+            vg_verbose("socket.io %s from %s: closed: rate limit exceeded", es->sid, es->peer);
         vg__sio_close(es, w, "rate limit exceeded");
     }
     return 0;
@@ -347,8 +354,8 @@ static void on_event(vg_sio_t *es, vg_worker_t *w, json_t *args, int64_t id)
     rpc_t *r = vg_malloc(sizeof(*r));
     r->es = vg__sio_ref(es);
     r->id = id;
-    r->generation = es->sock.generation;
-    if (vg_rpc_call(app, w, es->sock.identity.user, name, params, on_rpc_done, r) != 0) {
+    r->generation = es->sock->generation;
+    if (vg_rpc_call(app, w, es->sock->identity.user, name, params, on_rpc_done, r) != 0) {
         if (id >= 0)
             ack_error(es, w, id, "the call could not be made");
         vg__sio_unref(es);
@@ -374,7 +381,7 @@ static void drop_pending(vg_sio_socket_t *k)
 /* The last attachment arrived: the packet goes on as JSON, each binary as a base64 string. */
 static void complete_binary(vg_sio_t *es, vg_worker_t *w)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     vg_sio_packet_t *pkt = &k->pending;
     if (vg_sio_fill_placeholders(pkt->data, k->attachments, k->num_attachments) != 0)
         bad_input(es, w, "placeholder without its attachment");
@@ -385,7 +392,7 @@ static void complete_binary(vg_sio_t *es, vg_worker_t *w)
 
 static void on_attachment(vg_sio_t *es, vg_worker_t *w, const char *data, size_t len)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     if (!k->has_pending) {
         bad_input(es, w, "binary message without a binary packet");
         return;
@@ -414,8 +421,11 @@ static int is_root(const vg_sio_packet_t *pkt)
 /* Returns 1 when the packet was kept (a binary one waiting for its attachments). */
 static int dispatch(vg_sio_t *es, vg_worker_t *w, vg_sio_packet_t *pkt)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = es->sock;
     int bound = is_root(pkt) && k->connected; /* other namespaces never connect */
+    int is_event = pkt->type == VG_SIO_EVENT || pkt->type == VG_SIO_BINARY_EVENT;
+    if (!(bound && is_event) && !admit(es, w)) /* a bound event is admitted by on_event */
+        return 0;
     switch (pkt->type) {
     case VG_SIO_CONNECT:
         if (is_root(pkt)) {
@@ -452,9 +462,22 @@ static int dispatch(vg_sio_t *es, vg_worker_t *w, vg_sio_packet_t *pkt)
     }
 }
 
+/* The Socket.IO layer's state, made by the session's first Socket.IO packet. */
+static vg_sio_socket_t *socket_state(vg_sio_t *es)
+{
+    if (es->sock == NULL) {
+        es->sock = vg_calloc(1, sizeof(*es->sock));
+        vg_subscriber_init(&es->sock->subscriber, es);
+        es->sock->subscriber.deliver = on_deliver;
+        es->sock->rate_tokens = es->profile->app->cfg->max_inbound_rate;
+        es->sock->rate_updated = es->sock->rate_window = uv_now(&es->home->loop);
+    }
+    return es->sock;
+}
+
 void vg__sio_on_message(vg_sio_t *es, vg_worker_t *w, int binary, const char *data, size_t len)
 {
-    vg_sio_socket_t *k = &es->sock;
+    vg_sio_socket_t *k = socket_state(es);
     if (k->registered) {
         atomic_fetch_add_explicit(&k->reg.messages_in, 1, memory_order_relaxed);
         atomic_store_explicit(&k->reg.last_heartbeat_ms, vg_wall_ms(), memory_order_relaxed);
@@ -480,10 +503,14 @@ void vg__sio_on_message(vg_sio_t *es, vg_worker_t *w, int binary, const char *da
 
 void vg__sio_socket_teardown(vg_sio_t *es)
 {
+    vg_free(es->token);
+    es->token = NULL;
+    if (es->sock == NULL)
+        return;
     leave(es);
-    drop_pending(&es->sock);
-    vg_free(es->sock.token);
-    es->sock.token = NULL;
+    drop_pending(es->sock);
+    vg_free(es->sock);
+    es->sock = NULL;
 }
 
 /* ---- HTTP: CORS ---- */
@@ -547,14 +574,34 @@ static void eio_error(vg_session_t *s, const char *cors, int code, const char *m
 
 /* ---- HTTP: the endpoint ---- */
 
-static vg_sio_t *new_session(vg_sio_profile_t *p, vg_session_t *s, vg_http_request_t *req,
-                             int transport)
+/* A handshake over a session cap: 503 (the server's) or 429 (the client address's), with
+ * Retry-After: places free up as sessions that never connect time out. */
+static void refuse_session(vg_sio_profile_t *p, vg_session_t *s, const char *cors, int refusal)
 {
-    vg_sio_t *es = vg__sio_new(p, s, transport);
-    es->sock.subscriber.deliver = on_deliver;
+    int per_address = refusal == VG_SIO_TOO_MANY_FROM_ADDRESS;
+    const char *body = per_address
+                           ? "{\"code\":3,\"message\":\"Too many sessions from this address\"}"
+                           : "{\"code\":3,\"message\":\"Too many sessions\"}";
+    char headers[MAX_ORIGIN + 160];
+    snprintf(headers, sizeof(headers), "%sRetry-After: %llu\r\n", cors ? cors : "",
+             (unsigned long long)(p->connect_timeout_ms + 999) / 1000);
+    vg_session_respond(s, per_address ? 429 : 503, "application/json", headers, body, strlen(body));
+}
+
+/* A new session, or NULL when refused (answered). */
+static vg_sio_t *new_session(vg_sio_profile_t *p, vg_session_t *s, vg_http_request_t *req,
+                             int transport, const char *cors)
+{
+    int refusal;
+    vg_sio_t *es = vg__sio_new(p, s, transport, &refusal);
+    if (es == NULL) {
+        refuse_session(p, s, cors, refusal);
+        return NULL;
+    }
     char token[MAX_TOKEN];
-    if (vg_http_query_get(req, "token", token, sizeof(token)) > 0)
-        es->sock.token = vg_strdup(token);
+    /* Kept for the CONNECT only when it may be needed there. */
+    if (p->app->cfg->socketio_auth && vg_http_query_get(req, "token", token, sizeof(token)) > 0)
+        es->token = vg_strdup(token);
     return es;
 }
 
@@ -562,7 +609,9 @@ static void handshake_polling(vg_sio_profile_t *p, vg_session_t *s, vg_http_requ
                               const char *cors)
 {
     static const char *const upgrades[] = {"websocket"};
-    vg_sio_t *es = new_session(p, s, req, VG_SIO_POLLING);
+    vg_sio_t *es = new_session(p, s, req, VG_SIO_POLLING, cors);
+    if (es == NULL)
+        return;
     vg_buf_t open = VG_BUF_INIT;
     vg_eio_encode_open(&open, es->sid, upgrades, p->app->cfg->refuse_websocket ? 0 : 1,
                        p->ping_interval_ms, p->ping_timeout_ms, p->max_payload);
@@ -579,32 +628,41 @@ static int current_transport(vg_sio_t *es)
     return t;
 }
 
-static void post(vg_sio_profile_t *p, vg_sio_t *es, vg_session_t *s, vg_http_request_t *req,
-                 const char *cors)
+/* A POST body or WebSocket message over what the session may send now (maxPayload, or less
+ * before its socket connected) closes the session; returns 1 then. */
+static int too_large(vg_sio_t *es, vg_worker_t *w, size_t len)
+{
+    vg_sio_profile_t *p = es->profile;
+    size_t max = vg__sio_max_inbound(es);
+    if (len <= max)
+        return 0;
+    if (max < p->max_payload) {
+        atomic_fetch_add_explicit(&p->payloads_refused, 1, memory_order_relaxed);
+        vg_verbose("socket.io %s from %s: closed: %zu bytes before the socket connected (over "
+                   "--socketio-max-connect-payload %zu)",
+                   es->sid, es->peer, len, max);
+    } else {
+        vg_notice("socket.io %s from %s: closed: payload of %zu bytes over maxPayload %zu", es->sid,
+                  es->peer, len, max);
+    }
+    vg__sio_close(es, w, "payload too large");
+    return 1;
+}
+
+static void post(vg_sio_t *es, vg_session_t *s, vg_http_request_t *req, const char *cors)
 {
     vg_worker_t *w = s->conn->worker;
     if (current_transport(es) == VG_SIO_WEBSOCKET) {
         eio_error(s, cors, 3, "Bad request");
         return;
     }
-    if (req->body.len > p->max_payload) {
-        vg_notice("socket.io %s from %s: closed: payload of %zu bytes over maxPayload %zu", es->sid,
-                  es->peer, req->body.len, p->max_payload);
-        vg__sio_close(es, w, "payload too large");
+    if (too_large(es, w, req->body.len)) {
         vg_session_respond(s, 413, "application/json", cors,
                            "{\"code\":3,\"message\":\"Payload too large\"}", 40);
         return;
     }
-    vg_eio_reader_t r;
-    vg_eio_packet_t pkt;
     const char *err = NULL;
-    int rc;
-    vg_eio_reader_init(&r, req->body.base, req->body.len);
-    while ((rc = vg_eio_reader_next(&r, &pkt, &err)) == 1 &&
-           (rc = vg__sio_on_packet(es, w, &pkt, NULL, &err)) == 0)
-        ;
-    vg_eio_reader_dispose(&r);
-    if (rc < 0) {
+    if (vg__sio_on_payload(es, w, req->body.base, req->body.len, &err) != 0) {
         vg_notice("socket.io %s from %s: closed: bad packet: %s", es->sid, es->peer, err);
         vg__sio_close(es, w, "bad packet");
         eio_error(s, cors, 3, "Bad request");
@@ -628,8 +686,8 @@ static void websocket(vg_sio_profile_t *p, vg_session_t *s, vg_http_request_t *r
             eio_error(s, cors, 3, "Bad request");
             return;
         }
-    } else {
-        es = new_session(p, s, req, VG_SIO_WEBSOCKET);
+    } else if ((es = new_session(p, s, req, VG_SIO_WEBSOCKET, cors)) == NULL) {
+        return;
     }
     s->endpoint_data = es; /* the connection's reference; on_open finds the session here */
     vg_session_upgrade(s, req, &p->endpoint);
@@ -682,7 +740,7 @@ static void handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
         else if (req->method == HTTP_GET)
             vg__sio_poll(es, s, cors);
         else
-            post(p, es, s, req, cors);
+            post(es, s, req, cors);
         if (es != NULL)
             vg__sio_unref(es);
     }
@@ -701,6 +759,8 @@ static void ws_on_message(vg_session_t *s, int opcode, uint8_t *data, size_t len
     vg_eio_packet_t pkt = {VG_EIO_MESSAGE, 1, (const char *)data, len};
     const char *err = NULL;
     int rc = 0;
+    if (too_large(es, s->conn->worker, len))
+        return;
     if (opcode == VG_WS_OP_TEXT)
         rc = vg_eio_decode((const char *)data, len, &pkt, &err);
     if (rc == 0)
@@ -781,6 +841,11 @@ static int init(vg_app_t *app, void **state, char *err, size_t errlen)
     p->ping_timeout_ms = (uint64_t)(cfg->socketio_ping_timeout * 1000 + 0.5);
     p->max_payload = cfg->max_message_size;
     p->max_queued = cfg->max_outbound;
+    p->connect_timeout_ms = (uint64_t)(cfg->socketio_connect_timeout * 1000 + 0.5);
+    p->max_connect_payload = cfg->socketio_max_connect_payload;
+    p->max_sessions = (size_t)cfg->socketio_max_sessions;
+    p->max_sessions_per_ip = (size_t)cfg->socketio_max_sessions_per_ip;
+    vg__sio_profile_init(p);
     p->num_workers = cfg->workers > 0 ? cfg->workers : 1;
     p->workers = vg_calloc((size_t)p->num_workers, sizeof(*p->workers));
     p->endpoint = (vg_ws_endpoint_t){
@@ -801,4 +866,41 @@ static int init(vg_app_t *app, void **state, char *err, size_t errlen)
     return 0;
 }
 
-const vg_profile_t vg_profile_socketio = {"socketio", init, dispose};
+static unsigned long long load(atomic_ullong *counter)
+{
+    return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+static void metrics(void *state, vg_buf_t *out)
+{
+    vg_sio_profile_t *p = state;
+    pthread_mutex_lock(&p->table_lock);
+    size_t sessions = p->num_sessions;
+    pthread_mutex_unlock(&p->table_lock);
+    vg_buf_printf(out,
+                  "# HELP vigil_socketio_sessions Open Engine.IO sessions.\n"
+                  "# TYPE vigil_socketio_sessions gauge\nvigil_socketio_sessions %zu\n",
+                  sessions);
+    vg_buf_printf(out,
+                  "# HELP vigil_socketio_sessions_refused_total Engine.IO handshakes refused by "
+                  "a session cap (--socketio-max-sessions, --socketio-max-sessions-per-ip).\n"
+                  "# TYPE vigil_socketio_sessions_refused_total counter\n"
+                  "vigil_socketio_sessions_refused_total{limit=\"server\"} %llu\n"
+                  "vigil_socketio_sessions_refused_total{limit=\"address\"} %llu\n",
+                  load(&p->refused_server), load(&p->refused_address));
+    vg_buf_printf(out,
+                  "# HELP vigil_socketio_sessions_expired_total Engine.IO sessions closed by a "
+                  "timeout (no Socket.IO CONNECT in time, no pong in time).\n"
+                  "# TYPE vigil_socketio_sessions_expired_total counter\n"
+                  "vigil_socketio_sessions_expired_total{reason=\"connect_timeout\"} %llu\n"
+                  "vigil_socketio_sessions_expired_total{reason=\"ping_timeout\"} %llu\n",
+                  load(&p->expired_connect), load(&p->expired_ping));
+    vg_buf_printf(out,
+                  "# HELP vigil_socketio_payloads_refused_total POST bodies and WebSocket "
+                  "messages over --socketio-max-connect-payload from sessions not connected.\n"
+                  "# TYPE vigil_socketio_payloads_refused_total counter\n"
+                  "vigil_socketio_payloads_refused_total %llu\n",
+                  load(&p->payloads_refused));
+}
+
+const vg_profile_t vg_profile_socketio = {"socketio", init, dispose, metrics};

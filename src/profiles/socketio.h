@@ -22,6 +22,11 @@
  * or vg_hub_run_on call in flight each hold one reference.  Closing (vg__sio_close, any thread)
  * marks it closed, removes it from the table and wakes its transports; the teardown (leaving the
  * index and the registry, closing the timer) then runs on the home worker.
+ *
+ * Hostile clients.  A handshake needs no credential, so sessions are capped (the server's and
+ * each client address's count live with the sid table, under its lock), and until its socket
+ * connects a session is small (no vg_sio_socket_t before the first Socket.IO packet), short-lived
+ * (the heartbeat timer also enforces the connect timeout) and held to a small payload and queue.
  */
 #ifndef VG_PROFILES_SOCKETIO_H
 #define VG_PROFILES_SOCKETIO_H
@@ -78,17 +83,35 @@ struct vg_sio_profile_s {
     uint64_t ping_timeout_ms;
     size_t max_payload; /* --max-message-size */
     size_t max_queued;  /* --max-outbound: bytes a session may have waiting for a transport */
+    /* A session whose socket is not connected (no CONNECT yet, or a refused one) was made by
+     * anyone: it lives --socketio-connect-timeout at most, and its POST bodies, WebSocket
+     * messages and queue stay under --socketio-max-connect-payload. */
+    uint64_t connect_timeout_ms;
+    size_t max_connect_payload;
+    size_t max_sessions;        /* --socketio-max-sessions */
+    size_t max_sessions_per_ip; /* --socketio-max-sessions-per-ip, 0: no cap */
     pthread_mutex_t table_lock;
+    /* (under table_lock) */
     vg_sio_t **table; /* sid -> session, chained */
+    size_t table_buckets;
+    struct vg_sio_addr_s **addrs; /* client address -> its sessions, chained */
+    size_t num_sessions;
+    uint64_t refusals_logged_ms; /* refusals are logged as one line per interval */
+    unsigned refusals_unlogged;
+    /* For /metrics. */
+    atomic_ullong refused_server, refused_address; /* handshakes over a session cap */
+    atomic_ullong expired_connect, expired_ping;   /* sessions closed by a timeout */
+    atomic_ullong payloads_refused;                /* over max_connect_payload */
     vg_sio_worker_t *workers;
     int num_workers;
 };
 
-/* The Socket.IO layer's state of a session (home worker only). */
+/* The Socket.IO layer's state of a session (home worker only), made when the first Socket.IO
+ * packet arrives: a session that never sends one costs only its vg_sio_t. */
 typedef struct vg_sio_socket_s {
-    char *token;         /* ?token= of the handshake (a secret: never logged) */
     int connected;       /* to the namespace "/" */
     unsigned generation; /* counts connects: late RPC answers of an old one are dropped */
+    unsigned refused_connects;
     char sid[VG_SIO_ID_LEN + 1];
     vg_identity_t identity;
     int has_identity;
@@ -115,6 +138,9 @@ struct vg_sio_s {
     vg_worker_t *home;
     uint64_t conn_id; /* of the handshake, for the registry and logs */
     char peer[48];
+    struct vg_sio_addr_s *addr; /* the client address it counts against (under table_lock) */
+    atomic_int connected;       /* the socket is connected: the connect limits no longer apply */
+    atomic_size_t inbound_packets, inbound_bytes; /* on their way to the home worker */
 
     /* (locked) */
     int closed;
@@ -130,14 +156,18 @@ struct vg_sio_s {
     int ws_wake;
     int ws_opened; /* a direct WebSocket handshake got its open packet */
     int awaiting_pong;
+    uint64_t ping_ms; /* monotonic ms of the ping awaiting its pong */
     uint64_t pong_ms; /* monotonic ms of the pong to the last ping, 0: none yet */
 
     /* home worker only */
     vg_sio_t *table_next; /* (under the profile's table_lock) */
     vg_sio_t *home_prev, *home_next;
-    uv_timer_t timer; /* heartbeat */
+    uv_timer_t timer;             /* heartbeat and connect timeout */
+    uint64_t next_ping_ms;        /* monotonic ms the next ping is due (when not awaiting) */
+    uint64_t connect_deadline_ms; /* monotonic ms it closes unless connected; 0: connected */
     int torn_down;
-    vg_sio_socket_t sock;
+    char *token; /* ?token= of the handshake with --socketio-auth (a secret: never logged) */
+    vg_sio_socket_t *sock; /* NULL until the first Socket.IO packet */
 };
 
 /* ---- socketio_session.c ---- */
@@ -145,9 +175,20 @@ struct vg_sio_s {
 /* A random id of VG_SIO_ID_LEN URL-safe characters. */
 void vg__sio_make_id(char out[VG_SIO_ID_LEN + 1]);
 
+/* Why vg__sio_new refused a session. */
+enum vg_sio_refusal { VG_SIO_TOO_MANY = 1, VG_SIO_TOO_MANY_FROM_ADDRESS };
+
 /* Home worker thread (the handshake's).  A new open session in the table; one reference for the
- * caller.  transport: VG_SIO_POLLING or VG_SIO_WEBSOCKET (a direct WebSocket handshake). */
-vg_sio_t *vg__sio_new(vg_sio_profile_t *p, vg_session_t *s, int transport);
+ * caller.  transport: VG_SIO_POLLING or VG_SIO_WEBSOCKET (a direct WebSocket handshake).  NULL
+ * with *refusal (enum vg_sio_refusal) when a session cap is reached. */
+vg_sio_t *vg__sio_new(vg_sio_profile_t *p, vg_session_t *s, int transport, int *refusal);
+/* At init: sizes the sid table for --socketio-max-sessions. */
+void vg__sio_profile_init(vg_sio_profile_t *p);
+/* Home worker.  The socket connected (1) or left (0): while it is not connected the session
+ * must connect within the connect timeout and keeps to the connect payload limit. */
+void vg__sio_set_connected(vg_sio_t *es, int connected);
+/* Any thread.  The most the client may send in one POST body or WebSocket message now. */
+size_t vg__sio_max_inbound(vg_sio_t *es);
 /* The open session with this id (one reference for the caller), or NULL. */
 vg_sio_t *vg__sio_find(vg_sio_profile_t *p, const char *sid);
 vg_sio_t *vg__sio_ref(vg_sio_t *es);
@@ -166,6 +207,12 @@ int vg__sio_is_closed(vg_sio_t *es);
 /* A long-poll GET (worker of s): answers at once with what is queued, or holds the request until
  * a packet is due.  headers: the CORS lines for the answer (copied). */
 void vg__sio_poll(vg_sio_t *es, vg_session_t *s, const char *headers);
+/* A polling POST body (worker cur): its packets are checked, pongs and closes handled at once,
+ * and its messages handed to the home worker in one piece, so a body of many small packets costs
+ * its size, not an allocation per packet.  Returns 0, or VG_EINVAL with *err when the session
+ * must be closed for it. */
+int vg__sio_on_payload(vg_sio_t *es, vg_worker_t *cur, const char *body, size_t len,
+                       const char **err);
 /* An Engine.IO packet from the client, over POST (ws NULL) or the WebSocket ws.  Returns 0, or
  * VG_EINVAL with *err when the session must be closed for it. */
 int vg__sio_on_packet(vg_sio_t *es, vg_worker_t *cur, const vg_eio_packet_t *pkt, vg_session_t *ws,

@@ -23,7 +23,13 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define TABLE_BUCKETS 4096
+/* What one queued packet costs besides its bytes (the chunk's header, the allocator's, the
+ * queue's pointer): a client answered many tiny packets must not hold many times its limit. */
+#define QUEUE_ENTRY_COST (sizeof(vg_chunk_t) + sizeof(vg_chunk_t *) + 32)
+#define REFUSAL_LOG_MS   10000 /* refused handshakes: one log line per this many ms at most */
+/* What a packet on its way to the home worker costs besides its bytes: its copy's header, the
+ * task, the hub's call item (measured: about 200 bytes). */
+#define INBOUND_COST 256
 
 static uint64_t mono_ms(void)
 {
@@ -32,12 +38,22 @@ static uint64_t mono_ms(void)
 
 enum task_op { OP_WAKE_GET, OP_WAKE_WS, OP_TEARDOWN, OP_OVERFLOW, OP_INBOUND };
 
-/* A packet from the client for the home worker (OP_INBOUND). */
+/* What the client sent, for the home worker (OP_INBOUND): one message, or a whole polling
+ * payload whose messages the home worker reads out in order. */
 typedef struct inbound_s {
     int binary;
+    int payload;
+    size_t cost; /* counted in the session's inbound_bytes until handled */
     size_t len;
     char data[];
 } inbound_t;
+
+/* A client address and how many sessions it holds (under the profile's table_lock). */
+typedef struct vg_sio_addr_s {
+    struct vg_sio_addr_s *next;
+    size_t sessions;
+    char ip[48];
+} vg_sio_addr_t;
 
 struct vg_sio_task_s {
     vg_sio_t *es; /* a reference */
@@ -70,37 +86,146 @@ void vg__sio_make_id(char out[VG_SIO_ID_LEN + 1])
     vg_buf_dispose(&b);
 }
 
-static size_t bucket_of(const char *sid)
+static size_t bucket_of(const vg_sio_profile_t *p, const char *key)
 {
     uint32_t h = 2166136261u;
-    for (const char *c = sid; *c != '\0'; c++)
+    for (const char *c = key; *c != '\0'; c++)
         h = (h ^ (uint8_t)*c) * 16777619u;
-    return h % TABLE_BUCKETS;
+    return h & (p->table_buckets - 1);
+}
+
+void vg__sio_profile_init(vg_sio_profile_t *p)
+{
+    /* About two sessions a chain at the cap: finding a session (every request) and removing
+     * one (every close, thousands in a row at shutdown) stay short walks. */
+    p->table_buckets = 64;
+    while (p->table_buckets < p->max_sessions / 2 && p->table_buckets < ((size_t)1 << 20))
+        p->table_buckets *= 2;
+}
+
+/* "1.2.3.4:5678" -> "1.2.3.4", "[::1]:5678" -> "::1": what the per-address cap counts. */
+static void peer_address(const char *peer, char out[48])
+{
+    const char *start = peer[0] == '[' ? peer + 1 : peer;
+    const char *end = peer[0] == '[' ? strchr(start, ']') : strrchr(start, ':');
+    size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
+    snprintf(out, 48, "%.*s", (int)len, start);
+}
+
+/* Under table_lock: the address's entry, or NULL when it holds no session. */
+static vg_sio_addr_t *addr_find(vg_sio_profile_t *p, const char *ip)
+{
+    for (vg_sio_addr_t *a = p->addrs[bucket_of(p, ip)]; a != NULL; a = a->next)
+        if (strcmp(a->ip, ip) == 0)
+            return a;
+    return NULL;
+}
+
+static vg_sio_addr_t *addr_add(vg_sio_profile_t *p, const char *ip)
+{
+    vg_sio_addr_t *a = vg_calloc(1, sizeof(*a));
+    snprintf(a->ip, sizeof(a->ip), "%s", ip);
+    size_t b = bucket_of(p, ip);
+    a->next = p->addrs[b];
+    p->addrs[b] = a;
+    return a;
+}
+
+static void addr_release(vg_sio_profile_t *p, vg_sio_addr_t *a)
+{
+    if (--a->sessions > 0)
+        return;
+    for (vg_sio_addr_t **pp = &p->addrs[bucket_of(p, a->ip)]; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    }
+    vg_free(a);
+}
+
+/* Under table_lock: counts a refused handshake; returns how many to log now (0: not yet, the
+ * line of this interval was written). */
+static unsigned note_refusal(vg_sio_profile_t *p, int refusal)
+{
+    atomic_fetch_add_explicit(refusal == VG_SIO_TOO_MANY ? &p->refused_server : &p->refused_address,
+                              1, memory_order_relaxed);
+    p->refusals_unlogged++;
+    uint64_t now = mono_ms();
+    if (p->refusals_logged_ms != 0 && now - p->refusals_logged_ms < REFUSAL_LOG_MS)
+        return 0;
+    unsigned n = p->refusals_unlogged;
+    p->refusals_logged_ms = now;
+    p->refusals_unlogged = 0;
+    return n;
+}
+
+/* Takes a place for es under the session caps (the whole server's, its client address's).
+ * Returns 0, or the refusal (enum vg_sio_refusal). */
+static int table_reserve(vg_sio_profile_t *p, vg_sio_t *es)
+{
+    char ip[48];
+    peer_address(es->peer, ip);
+    pthread_mutex_lock(&p->table_lock);
+    if (p->table == NULL) {
+        p->table = vg_calloc(p->table_buckets, sizeof(*p->table));
+        p->addrs = vg_calloc(p->table_buckets, sizeof(*p->addrs));
+    }
+    vg_sio_addr_t *a = p->max_sessions_per_ip > 0 ? addr_find(p, ip) : NULL;
+    int refusal = 0;
+    if (p->num_sessions >= p->max_sessions)
+        refusal = VG_SIO_TOO_MANY;
+    else if (a != NULL && a->sessions >= p->max_sessions_per_ip)
+        refusal = VG_SIO_TOO_MANY_FROM_ADDRESS;
+    unsigned to_log = 0;
+    if (refusal != 0) {
+        to_log = note_refusal(p, refusal);
+    } else {
+        if (a == NULL && p->max_sessions_per_ip > 0)
+            a = addr_add(p, ip);
+        if (a != NULL)
+            a->sessions++;
+        es->addr = a;
+        p->num_sessions++;
+    }
+    pthread_mutex_unlock(&p->table_lock);
+    /* A flood of handshakes is refused by the thousand: one line per interval says so. */
+    if (to_log > 0)
+        vg_notice("socket.io: %u handshake(s) refused (last from %s): %s", to_log, es->peer,
+                  refusal == VG_SIO_TOO_MANY
+                      ? "too many sessions on this server (--socketio-max-sessions)"
+                      : "too many sessions from one address (--socketio-max-sessions-per-ip)");
+    return refusal;
 }
 
 static void table_insert(vg_sio_profile_t *p, vg_sio_t *es)
 {
     pthread_mutex_lock(&p->table_lock);
-    if (p->table == NULL)
-        p->table = vg_calloc(TABLE_BUCKETS, sizeof(*p->table));
-    size_t b = bucket_of(es->sid);
+    size_t b = bucket_of(p, es->sid);
     es->table_next = p->table[b];
     p->table[b] = es;
     pthread_mutex_unlock(&p->table_lock);
 }
 
-/* Returns 1 when the session was in the table (its reference is the caller's now). */
+/* Returns 1 when the session was in the table (its reference is the caller's now); its place
+ * under the caps is given back. */
 static int table_remove(vg_sio_profile_t *p, vg_sio_t *es)
 {
     int found = 0;
     pthread_mutex_lock(&p->table_lock);
-    for (vg_sio_t **pp = p->table ? &p->table[bucket_of(es->sid)] : NULL; pp && *pp;
+    for (vg_sio_t **pp = p->table ? &p->table[bucket_of(p, es->sid)] : NULL; pp && *pp;
          pp = &(*pp)->table_next) {
         if (*pp == es) {
             *pp = es->table_next;
             found = 1;
             break;
         }
+    }
+    if (found) {
+        p->num_sessions--;
+        if (es->addr != NULL)
+            addr_release(p, es->addr);
+        es->addr = NULL;
     }
     pthread_mutex_unlock(&p->table_lock);
     return found;
@@ -110,7 +235,7 @@ vg_sio_t *vg__sio_find(vg_sio_profile_t *p, const char *sid)
 {
     vg_sio_t *found = NULL;
     pthread_mutex_lock(&p->table_lock);
-    for (vg_sio_t *es = p->table ? p->table[bucket_of(sid)] : NULL; es; es = es->table_next) {
+    for (vg_sio_t *es = p->table ? p->table[bucket_of(p, sid)] : NULL; es; es = es->table_next) {
         if (strcmp(es->sid, sid) == 0) {
             found = vg__sio_ref(es);
             break;
@@ -148,6 +273,10 @@ void vg__sio_unref(vg_sio_t *es)
 
 static void task_free(vg_sio_task_t *t)
 {
+    if (t->msg != NULL) { /* handled or dropped: no longer waiting */
+        atomic_fetch_sub_explicit(&t->es->inbound_packets, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&t->es->inbound_bytes, t->msg->cost, memory_order_relaxed);
+    }
     vg__sio_unref(t->es);
     vg_free(t->msg);
     vg_free(t);
@@ -219,12 +348,40 @@ static void send_task(vg_sio_task_t *t)
 static void wake_get(vg_sio_t *es, vg_worker_t *w);
 static void wake_ws(vg_sio_t *es, vg_worker_t *w);
 
+/* Anyone can open sessions and have them closed by a limit or a timeout: only a connected
+ * socket's close is worth a line at the default level. */
+#define log_close(es, ...)                                                                         \
+    vg_log(atomic_load_explicit(&(es)->connected, memory_order_relaxed) ? VG_LOG_NOTICE            \
+                                                                        : VG_LOG_VERBOSE,          \
+           __VA_ARGS__)
+
+/* The bytes a session may have waiting for its transport. */
+static size_t max_outbound(vg_sio_t *es)
+{
+    vg_sio_profile_t *p = es->profile;
+    if (atomic_load_explicit(&es->connected, memory_order_relaxed) ||
+        p->max_connect_payload > p->max_queued)
+        return p->max_queued;
+    return p->max_connect_payload;
+}
+
+size_t vg__sio_max_inbound(vg_sio_t *es)
+{
+    vg_sio_profile_t *p = es->profile;
+    if (atomic_load_explicit(&es->connected, memory_order_relaxed) ||
+        p->max_connect_payload > p->max_payload)
+        return p->max_payload;
+    return p->max_connect_payload;
+}
+
 static void on_overflow(vg_sio_t *es, vg_worker_t *w)
 {
-    vg_notice("socket.io %s from %s: closed: slow consumer (more than %zu bytes waiting)", es->sid,
-              es->peer, es->profile->max_queued);
+    log_close(es, "socket.io %s from %s: closed: slow consumer (more than %zu bytes waiting)",
+              es->sid, es->peer, max_outbound(es));
     vg__sio_close(es, w, "slow consumer");
 }
+
+static void deliver_payload(vg_sio_t *es, vg_worker_t *w, const inbound_t *m);
 
 static void run_task(vg_worker_t *w, vg_sio_task_t *t)
 {
@@ -235,7 +392,9 @@ static void run_task(vg_worker_t *w, vg_sio_task_t *t)
     case OP_TEARDOWN: teardown(es); break;
     case OP_OVERFLOW: on_overflow(es, w); break;
     case OP_INBOUND:
-        if (!es->torn_down && !vg__sio_is_closed(es))
+        if (t->msg->payload)
+            deliver_payload(es, w, t->msg);
+        else if (!es->torn_down && !vg__sio_is_closed(es))
             vg__sio_on_message(es, w, t->msg->binary, t->msg->data, t->msg->len);
         break;
     }
@@ -273,9 +432,12 @@ void vg__sio_profile_dispose(vg_sio_profile_t *p)
         pw->tasks = NULL;
         pw->num_tasks = 0;
     }
-    /* Every session left the table when its home worker stopped (on_check). */
+    /* Every session left the table when its home worker stopped (on_check), and so gave back
+     * its address's count. */
     vg_free(p->table);
     p->table = NULL;
+    vg_free(p->addrs);
+    p->addrs = NULL;
 }
 
 /* ---- the home worker's sessions and its stop ---- */
@@ -321,38 +483,85 @@ static void home_list_remove(vg_sio_t *es)
 /* ---- heartbeat (home worker) ---- */
 
 /* Engine.IO v4: the server pings every pingInterval and the client must answer within
- * pingTimeout.  The timer fires pingTimeout after each ping; the next ping is due pingInterval
- * after the pong. */
+ * pingTimeout; the next ping is due pingInterval after the pong.  The same timer closes a
+ * session whose socket is not connected by its connect deadline.  It may fire early (the
+ * deadline moved): each run works out what is due from the times, not from having fired. */
+static void on_heartbeat(uv_timer_t *t);
+
+/* Under the lock: when the heartbeat has something to do next. */
+static uint64_t heartbeat_due(const vg_sio_t *es)
+{
+    const vg_sio_profile_t *p = es->profile;
+    if (es->awaiting_pong && es->pong_ms != 0)
+        return es->pong_ms + p->ping_interval_ms;
+    return es->awaiting_pong ? es->ping_ms + p->ping_timeout_ms : es->next_ping_ms;
+}
+
+static void arm_timer(vg_sio_t *es, uint64_t due, uint64_t now)
+{
+    if (es->connect_deadline_ms != 0 && es->connect_deadline_ms < due)
+        due = es->connect_deadline_ms;
+    uv_timer_start(&es->timer, on_heartbeat, due > now ? due - now : 0, 0);
+}
+
+static void expire(vg_sio_t *es, const char *why, atomic_ullong *counter)
+{
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    log_close(es, "socket.io %s from %s: closed: %s", es->sid, es->peer, why);
+    vg__sio_close(es, es->home, why);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     vg_sio_t *es = t->data;
     vg_sio_profile_t *p = es->profile;
     uint64_t now = mono_ms();
+    if (es->connect_deadline_ms != 0 && now >= es->connect_deadline_ms) {
+        expire(es, "connect timeout", &p->expired_connect);
+        return;
+    }
     pthread_mutex_lock(&es->lock);
-    int timed_out = es->awaiting_pong && es->pong_ms == 0;
     int got_pong = es->awaiting_pong && es->pong_ms != 0;
-    uint64_t due = now;
     if (got_pong) {
         es->awaiting_pong = 0;
-        due = es->pong_ms + p->ping_interval_ms;
+        es->next_ping_ms = es->pong_ms + p->ping_interval_ms;
     }
-    int ping = !timed_out && due <= now;
+    int timed_out = es->awaiting_pong && now >= es->ping_ms + p->ping_timeout_ms;
+    int ping = !es->awaiting_pong && now >= es->next_ping_ms;
     if (ping) {
         es->awaiting_pong = 1;
         es->pong_ms = 0;
+        es->ping_ms = now;
     }
+    uint64_t due = heartbeat_due(es);
     pthread_mutex_unlock(&es->lock);
-    if (got_pong && es->sock.registered) /* for /ws/connections */
-        atomic_store_explicit(&es->sock.reg.last_heartbeat_ms, vg_wall_ms(), memory_order_relaxed);
+    if (got_pong && es->sock != NULL && es->sock->registered) /* for /ws/connections */
+        atomic_store_explicit(&es->sock->reg.last_heartbeat_ms, vg_wall_ms(), memory_order_relaxed);
     if (timed_out) {
-        vg_notice("socket.io %s from %s: closed: ping timeout", es->sid, es->peer);
-        vg__sio_close(es, es->home, "ping timeout");
-    } else if (ping) {
-        vg__sio_send_text(es, es->home, "2", 1);
-        uv_timer_start(t, on_heartbeat, p->ping_timeout_ms, 0);
-    } else {
-        uv_timer_start(t, on_heartbeat, due - now, 0);
+        expire(es, "ping timeout", &p->expired_ping);
+        return;
     }
+    if (ping)
+        vg__sio_send_text(es, es->home, "2", 1);
+    arm_timer(es, due, now);
+}
+
+void vg__sio_set_connected(vg_sio_t *es, int connected)
+{
+    atomic_store_explicit(&es->connected, connected, memory_order_relaxed);
+    if (connected) {
+        es->connect_deadline_ms = 0; /* the timer may fire once early: it re-arms itself */
+        return;
+    }
+    if (es->torn_down)
+        return;
+    /* The socket left (DISCONNECT): the session is back to one anyone could hold. */
+    uint64_t now = mono_ms();
+    es->connect_deadline_ms = now + es->profile->connect_timeout_ms;
+    pthread_mutex_lock(&es->lock);
+    uint64_t due = heartbeat_due(es);
+    pthread_mutex_unlock(&es->lock);
+    arm_timer(es, due, now);
 }
 
 static void on_pong(vg_sio_t *es)
@@ -370,23 +579,33 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* ---- creation and closing ---- */
 
-vg_sio_t *vg__sio_new(vg_sio_profile_t *p, vg_session_t *s, int transport)
+vg_sio_t *vg__sio_new(vg_sio_profile_t *p, vg_session_t *s, int transport, int *refusal)
 {
     vg_sio_t *es = vg_calloc(1, sizeof(*es));
+    es->profile = p;
+    snprintf(es->peer, sizeof(es->peer), "%s", s->conn->peer);
+    *refusal = table_reserve(p, es);
+    if (*refusal != 0) {
+        vg_free(es);
+        return NULL;
+    }
     /* the caller, the table, the home list, the timer */
     atomic_init(&es->refcnt, 4);
+    atomic_init(&es->connected, 0);
+    atomic_init(&es->inbound_packets, 0);
+    atomic_init(&es->inbound_bytes, 0);
     pthread_mutex_init(&es->lock, NULL);
     vg__sio_make_id(es->sid);
-    es->profile = p;
     es->home = s->conn->worker;
     es->conn_id = s->conn->id;
-    snprintf(es->peer, sizeof(es->peer), "%s", s->conn->peer);
     es->transport = transport;
     es->get_worker = es->ws_worker = -1;
-    vg_subscriber_init(&es->sock.subscriber, es);
+    uint64_t now = mono_ms();
+    es->next_ping_ms = now + p->ping_interval_ms;
+    es->connect_deadline_ms = now + p->connect_timeout_ms;
     uv_timer_init(&es->home->loop, &es->timer);
     es->timer.data = es;
-    uv_timer_start(&es->timer, on_heartbeat, p->ping_interval_ms, 0);
+    arm_timer(es, es->next_ping_ms, now);
     uv_unref((uv_handle_t *)&es->timer);
     home_list_add(es);
     table_insert(p, es);
@@ -456,7 +675,7 @@ static void queue_push(vg_sio_t *es, vg_chunk_t *frame)
         es->queue = vg_realloc(es->queue, es->queue_cap * sizeof(*es->queue));
     }
     es->queue[es->queue_len++] = vg_chunk_ref(frame);
-    es->queue_bytes += frame->len;
+    es->queue_bytes += frame->len + QUEUE_ENTRY_COST;
 }
 
 void vg__sio_send(vg_sio_t *es, vg_worker_t *cur, vg_chunk_t *frame)
@@ -475,7 +694,7 @@ void vg__sio_send(vg_sio_t *es, vg_worker_t *cur, vg_chunk_t *frame)
         vg_session_ws_send(ws, frame);
         return;
     }
-    if (es->queue_len > 0 && es->queue_bytes + frame->len > es->profile->max_queued) {
+    if (es->queue_len > 0 && es->queue_bytes + frame->len + QUEUE_ENTRY_COST > max_outbound(es)) {
         es->overflowed = 1; /* drop everything from now on; closed on the home worker */
         pthread_mutex_unlock(&es->lock);
         schedule(es, cur, OP_OVERFLOW, es->home->id, NULL);
@@ -645,7 +864,7 @@ void vg__sio_poll(vg_sio_t *es, vg_session_t *s, const char *headers)
         respond_error(s, headers, 3, "Bad request");
         if (overlap) {
             /* As engine.io does: two polls at once means a confused client. */
-            vg_notice("socket.io %s from %s: closed: overlapping polls", es->sid, es->peer);
+            log_close(es, "socket.io %s from %s: closed: overlapping polls", es->sid, es->peer);
             vg__sio_close(es, s->conn->worker, "overlapping polls");
         }
     } else if (ready) {
@@ -682,24 +901,50 @@ static void on_get_closed(vg_session_t *s)
 
 /* ---- inbound ---- */
 
+/* Takes a place for a packet on its way to the home worker.  A transport reads much faster than
+ * the home worker handles packets (a read of 64 KiB holds 8,000 tiny WebSocket frames): what
+ * waits is bounded by --max-inbound-rate (a client under it never has that many packets
+ * waiting) and by the bytes the session may have queued.  The first one always gets in. */
+static int inbound_reserve(vg_sio_t *es, size_t cost)
+{
+    double rate = es->profile->app->cfg->max_inbound_rate;
+    size_t max_packets = rate < 100000 ? (size_t)(2 * rate) + 16 : 200016;
+    size_t packets = atomic_fetch_add_explicit(&es->inbound_packets, 1, memory_order_relaxed);
+    size_t bytes = atomic_fetch_add_explicit(&es->inbound_bytes, cost, memory_order_relaxed);
+    if (packets == 0 || (packets < max_packets && bytes + cost <= max_outbound(es)))
+        return 0;
+    atomic_fetch_sub_explicit(&es->inbound_packets, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&es->inbound_bytes, cost, memory_order_relaxed);
+    return VG_ELIMIT;
+}
+
 /* Socket.IO packets are handled on the home worker, through its hub inbox even from there, so
  * they keep the order the client sent them in across transports (a POST's packets are in the
  * inbox before its "ok" is written).  Called from transports' I/O callbacks, never from a hub
- * callback. */
-static void forward_home(vg_sio_t *es, const vg_eio_packet_t *pkt)
+ * callback.  Returns 0, or VG_ELIMIT with *err when too much already waits. */
+static int forward_home(vg_sio_t *es, int binary, int payload, const char *data, size_t len,
+                        const char **err)
 {
-    inbound_t *m = vg_malloc(sizeof(*m) + pkt->len + 1);
-    m->binary = pkt->binary;
-    m->len = pkt->len;
-    if (pkt->len > 0)
-        memcpy(m->data, pkt->data, pkt->len);
-    m->data[pkt->len] = '\0';
+    size_t cost = len + INBOUND_COST;
+    if (inbound_reserve(es, cost) != 0) {
+        *err = "packets sent faster than they are handled (--max-inbound-rate)";
+        return VG_ELIMIT;
+    }
+    inbound_t *m = vg_malloc(sizeof(*m) + len + 1);
+    m->binary = binary;
+    m->payload = payload;
+    m->cost = cost;
+    m->len = len;
+    if (len > 0)
+        memcpy(m->data, data, len);
+    m->data[len] = '\0';
     vg_sio_task_t *t = vg_malloc(sizeof(*t));
     t->es = vg__sio_ref(es);
     t->op = OP_INBOUND;
     t->target = es->home->id;
     t->msg = m;
     send_task(t);
+    return 0;
 }
 
 static int on_probe(vg_sio_t *es, vg_session_t *ws, const char **err)
@@ -752,7 +997,10 @@ int vg__sio_on_packet(vg_sio_t *es, vg_worker_t *cur, const vg_eio_packet_t *pkt
             return on_probe(es, ws, err);
         *err = "ping from the client"; /* Engine.IO v4: only the server pings */
         return VG_EINVAL;
-    case VG_EIO_MESSAGE: forward_home(es, pkt); return 0;
+    case VG_EIO_MESSAGE:
+        if (vg__sio_is_closed(es)) /* e.g. over the rate: the rest of a burst is not queued */
+            return 0;
+        return forward_home(es, pkt->binary, 0, pkt->data, pkt->len, err);
     case VG_EIO_UPGRADE:
         if (ws != NULL)
             return on_upgrade(es, ws, err);
@@ -762,6 +1010,41 @@ int vg__sio_on_packet(vg_sio_t *es, vg_worker_t *cur, const vg_eio_packet_t *pkt
     case VG_EIO_NOOP: return 0;
     default: *err = "unexpected open packet"; return VG_EINVAL;
     }
+}
+
+int vg__sio_on_payload(vg_sio_t *es, vg_worker_t *cur, const char *body, size_t len,
+                       const char **err)
+{
+    vg_eio_reader_t r;
+    vg_eio_packet_t pkt;
+    int rc, messages = 0;
+    vg_eio_reader_init(&r, body, len);
+    while ((rc = vg_eio_reader_next(&r, &pkt, err)) == 1) {
+        if (pkt.type == VG_EIO_MESSAGE)
+            messages = 1;
+        else if ((rc = vg__sio_on_packet(es, cur, &pkt, NULL, err)) != 0)
+            break;
+    }
+    vg_eio_reader_dispose(&r);
+    if (rc < 0)
+        return rc;
+    if (messages && !vg__sio_is_closed(es))
+        return forward_home(es, 0, 1, body, len, err);
+    return 0;
+}
+
+/* Home worker: the messages of a payload checked by vg__sio_on_payload, in order, until one of
+ * them closes the session. */
+static void deliver_payload(vg_sio_t *es, vg_worker_t *w, const inbound_t *m)
+{
+    vg_eio_reader_t r;
+    vg_eio_packet_t pkt;
+    const char *err = NULL;
+    vg_eio_reader_init(&r, m->data, m->len);
+    while (!es->torn_down && !vg__sio_is_closed(es) && vg_eio_reader_next(&r, &pkt, &err) == 1)
+        if (pkt.type == VG_EIO_MESSAGE)
+            vg__sio_on_message(es, w, pkt.binary, pkt.data, pkt.len);
+    vg_eio_reader_dispose(&r);
 }
 
 /* ---- WebSocket transport ---- */

@@ -115,19 +115,16 @@ static int admit(vg_session_t *s, const char **reason)
     }
     /* Only --visionguard-auth=false lets the path name the user: a client let in by
      * --allow-anonymous is user "anonymous" like everywhere else. */
-    if (!s->endpoint->policy->anonymous) {
-        if (strcmp(user, s->identity.user) != 0) {
-            *reason = "user id does not match token";
-            return -1;
-        }
-        return 0;
-    }
-    /* The user id becomes a channel segment ("anomalies.{user}"). */
-    if (vg_channel_check_name(user, strlen(user)) != NULL || strchr(user, '.') != NULL) {
-        *reason = "invalid user id";
+    if (!s->endpoint->policy->anonymous && strcmp(user, s->identity.user) != 0) {
+        *reason = "user id does not match token";
         return -1;
     }
-    snprintf(s->identity.user, sizeof(s->identity.user), "%s", user);
+    /* The user id becomes a channel segment ("anomalies.{user}"), the token's sub too: a sub
+     * "*" must not read every user's alerts. */
+    if ((*reason = vg_profile_user_check(user)) != NULL)
+        return -1;
+    if (s->endpoint->policy->anonymous)
+        snprintf(s->identity.user, sizeof(s->identity.user), "%s", user);
     return 0;
 }
 
@@ -139,23 +136,12 @@ static size_t user_patterns(vg_session_t *s, char **out, size_t cap)
     vg_session_allowed(s, &allowed);
     size_t n = 0;
     for (size_t i = 0; i < list.count && n < cap; i++) {
-        vg_buf_t b = VG_BUF_INIT;
-        for (const char *p = list.items[i]; *p != '\0'; p++) {
-            if (strncmp(p, "{user}", 6) == 0) {
-                vg_buf_append_str(&b, s->identity.user);
-                p += 5;
-            } else {
-                vg_buf_append(&b, p, 1);
-            }
-        }
-        vg_buf_append(&b, "", 1);
-        char *pattern = (char *)b.base;
-        size_t len = b.len - 1;
-        if (vg_channel_check_pattern(pattern, len) == NULL &&
-            (s->endpoint->policy->anonymous || vg_patterns_covers(&allowed, pattern, len)))
+        char *pattern = vg_profile_expand_user(list.items[i], s->identity.user);
+        if (pattern != NULL && (s->endpoint->policy->anonymous ||
+                                vg_patterns_covers(&allowed, pattern, strlen(pattern))))
             out[n++] = pattern;
         else
-            vg_buf_dispose(&b);
+            vg_free(pattern);
     }
     vg_patterns_dispose(&list);
     return n;

@@ -89,6 +89,9 @@ typedef struct vg_app_s {
     } refusals[32];
     size_t num_refusals;
     void **profile_state; /* profiles/profiles.c: each enabled profile's state */
+    /* Metrics of the layers the API does not know (the profiles): appended to /metrics.  Set by
+     * the cli; may be NULL. */
+    void (*append_metrics)(struct vg_app_s *app, vg_buf_t *out);
 } vg_app_t;
 
 struct vg_session_s {
