@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "net/server.h"
+#include "net/addr.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -22,7 +22,7 @@
 #include "core/message.h"
 #include "core/subs.h"
 #include "net/conn.h"
-#include "net/server.h"
+#include "net/worker.h"
 #include "util/chunk.h"
 
 typedef struct vg_hub_s vg_hub_t;

@@ -3,7 +3,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "net/server.h"
+#include "net/addr.h"
+#include "net/worker.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -192,10 +193,25 @@ static void begin_linger(vg_conn_t *c)
     }
 }
 
+static uv_write_t *wreq_get(vg_worker_t *w)
+{
+    uv_write_t *req = w->_free_wreqs;
+    if (req == NULL)
+        return vg_malloc(sizeof(*req));
+    w->_free_wreqs = req->data;
+    return req;
+}
+
+static void wreq_put(vg_worker_t *w, uv_write_t *req)
+{
+    req->data = w->_free_wreqs;
+    w->_free_wreqs = req;
+}
+
 static void on_write_done(uv_write_t *req, int status)
 {
     vg_conn_t *c = req->data;
-    vg__worker_wreq_put(c->worker, req);
+    wreq_put(c->worker, req);
     c->_wreq = NULL;
     c->flags &= ~VG_CONN_F_WRITING;
     while (c->_inflight > 0) {
@@ -233,12 +249,12 @@ static void flush_conn(vg_conn_t *c)
         bufs[i] = uv_buf_init((char *)chunk->data, (unsigned)chunk->len);
     }
     c->_inflight = n;
-    c->_wreq = vg__worker_wreq_get(c->worker);
+    c->_wreq = wreq_get(c->worker);
     c->_wreq->data = c;
     c->flags |= VG_CONN_F_WRITING;
     int err = uv_write(c->_wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write_done);
     if (err != 0) {
-        vg__worker_wreq_put(c->worker, c->_wreq);
+        wreq_put(c->worker, c->_wreq);
         c->_wreq = NULL;
         c->flags &= ~VG_CONN_F_WRITING;
         c->_inflight = 0;
@@ -331,7 +347,7 @@ static void on_handle_closed(uv_handle_t *h)
     vg_free(c->_q);
     if (c->handler != NULL && c->handler->on_close != NULL)
         c->handler->on_close(c);
-    vg__worker_conn_gone(c->worker, c);
+    c->worker->_on_conn_gone(c->worker, c);
     vg_free(c);
 }
 

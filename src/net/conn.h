@@ -103,4 +103,11 @@ void vg_conn_close_after_flush(vg_conn_t *c);
 /* Closes now; queued bytes are dropped. */
 void vg_conn_close(vg_conn_t *c);
 
+/* Internal to the net layer: the server creates, links and starts a conn for each accepted
+ * socket, and flushes its worker's connections once per loop turn. */
+vg_conn_t *vg__conn_new(vg_worker_t *w);
+void vg__conn_accepted(vg_conn_t *c);
+void vg__conn_start(vg_conn_t *c);
+void vg__worker_flush(vg_worker_t *w);
+
 #endif

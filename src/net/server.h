@@ -25,12 +25,11 @@
 
 #include <uv.h>
 
+#include "net/addr.h"
 #include "net/conn.h"
+#include "net/worker.h"
 
 typedef struct vg_server_s vg_server_t;
-
-/* Size of each worker's shared read buffer. */
-#define VG_READ_BUF_SIZE (64 * 1024)
 
 typedef struct vg_server_callbacks_s {
     /* A connection was accepted on worker w: set c->handler (and c->data).  Runs on the
@@ -49,43 +48,6 @@ typedef struct vg_server_options_s {
     uint64_t drain_timeout_ms; /* on stop, how long connections get to finish */
     void *app;                 /* handed to callbacks through vg_worker_app() */
 } vg_server_options_t;
-
-struct vg_worker_s {
-    /* public */
-    void *data; /* the app's per-worker state */
-    /* read-only */
-    vg_server_t *server;
-    uv_loop_t loop;
-    int id; /* 0 .. workers-1 */
-    size_t num_conns;
-    size_t max_outbound;
-    vg_conn_t *conns; /* live connections (doubly linked) */
-    int stopping;
-    /* private */
-    uv_thread_t _thread;
-    uv_poll_t *_listeners; /* one per address, watching _listen_fds[i] */
-    int *_listen_fds;
-    size_t _num_listeners;
-    /* Accepting paused for lack of descriptors (see the top of this file). */
-    uv_timer_t _accept_timer;
-    uint64_t _accept_delay_ms;     /* the next retry's delay */
-    uint64_t _accept_trouble_at;   /* uv_now of the first failure of the current episode */
-    uint64_t _accept_failed;       /* failures not yet reported in a log line */
-    uint64_t _accept_logged_at;    /* uv_now of the last log line about it */
-    unsigned _accept_watching : 1; /* the listeners are being polled */
-    unsigned _accept_trouble : 1;  /* accepts failed and none succeeded since */
-    unsigned _accept_reported : 1; /* this episode's start was logged: log its end too */
-    unsigned _accept_ever_logged : 1;
-    atomic_uint_fast64_t _accept_pauses; /* for vg_server_accept_pauses (read by other threads) */
-    uv_async_t _stop_async;
-    uv_prepare_t _flush_prepare;
-    uv_timer_t _drain_timer;
-    vg_conn_t *_flush_head;
-    char *_read_buf; /* shared by every connection of this worker */
-    /* Write requests are needed only while a write is in flight, so idle connections do not
-     * carry one: they come from this free list (a request's data field links it). */
-    uv_write_t *_free_wreqs;
-};
 
 /* Parses addresses and binds every listening socket (workers x addresses).  On failure returns
  * a negative code and writes a message naming the address into err. */
@@ -106,19 +68,5 @@ size_t vg_server_num_listen(const vg_server_t *s);
 /* Accepts that failed for lack of descriptors or memory (each paused accepting), summed over the
  * workers.  Thread-safe. */
 uint64_t vg_server_accept_pauses(const vg_server_t *s);
-
-/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into a sockaddr.  Returns 0 or VG_EINVAL. */
-int vg_parse_listen_addr(const char *text, struct sockaddr_storage *out);
-/* Formats an address as "1.2.3.4:80" or "[::1]:80". */
-void vg_format_addr(const struct sockaddr *sa, char *out, size_t outlen);
-
-/* Internal to the net layer (conn.c <-> server.c). */
-vg_conn_t *vg__conn_new(vg_worker_t *w);
-void vg__conn_accepted(vg_conn_t *c);
-void vg__conn_start(vg_conn_t *c);
-void vg__worker_flush(vg_worker_t *w);
-uv_write_t *vg__worker_wreq_get(vg_worker_t *w);
-void vg__worker_wreq_put(vg_worker_t *w, uv_write_t *req);
-void vg__worker_conn_gone(vg_worker_t *w, vg_conn_t *c);
 
 #endif
