@@ -475,7 +475,7 @@ static vg_sio_socket_t *socket_state(vg_sio_t *es)
     return es->sock;
 }
 
-void vg__sio_on_message(vg_sio_t *es, vg_worker_t *w, int binary, const char *data, size_t len)
+static void on_sio_message(vg_sio_t *es, vg_worker_t *w, int binary, const char *data, size_t len)
 {
     vg_sio_socket_t *k = socket_state(es);
     if (k->registered) {
@@ -501,7 +501,7 @@ void vg__sio_on_message(vg_sio_t *es, vg_worker_t *w, int binary, const char *da
         vg_sio_packet_dispose(&pkt);
 }
 
-void vg__sio_socket_teardown(vg_sio_t *es)
+static void on_sio_teardown(vg_sio_t *es)
 {
     vg_free(es->token);
     es->token = NULL;
@@ -845,6 +845,8 @@ static int init(vg_app_t *app, void **state, char *err, size_t errlen)
     p->max_connect_payload = cfg->socketio_max_connect_payload;
     p->max_sessions = (size_t)cfg->socketio_max_sessions;
     p->max_sessions_per_ip = (size_t)cfg->socketio_max_sessions_per_ip;
+    p->on_message = on_sio_message;
+    p->on_teardown = on_sio_teardown;
     vg__sio_profile_init(p);
     p->num_workers = cfg->workers > 0 ? cfg->workers : 1;
     p->workers = vg_calloc((size_t)p->num_workers, sizeof(*p->workers));

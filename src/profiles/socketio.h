@@ -1,7 +1,9 @@
 /*
- * The Socket.IO profile's internals, shared by profile_socketio.c (the HTTP and WebSocket
- * endpoint, the Socket.IO layer) and socketio_session.c (the Engine.IO session: transports,
- * outbound queue, heartbeat, lifetime).  docs/profiles/socketio.md has the user's view.
+ * The Socket.IO profile's internals, shared by socketio.c (the HTTP and WebSocket endpoint, the
+ * Socket.IO layer) and socketio_session.c (the Engine.IO session: transports, outbound queue,
+ * heartbeat, lifetime).  The session code is the lower of the two: it calls the Socket.IO layer
+ * only through the profile's on_message and on_teardown hooks.  docs/profiles/socketio.md has the
+ * user's view.
  *
  * Threads.  An Engine.IO session (vg_sio_t) lives on its "home" worker, the one that made the
  * handshake: its subscriber sits in that worker's index, its heartbeat timer on that loop, and
@@ -104,6 +106,12 @@ struct vg_sio_profile_s {
     atomic_ullong payloads_refused;                /* over max_connect_payload */
     vg_sio_worker_t *workers;
     int num_workers;
+    /* The Socket.IO layer above the sessions (socketio.c sets them before the first session):
+     * the session code calls up only through these, on the home worker. */
+    /* A Socket.IO packet (the data of an Engine.IO message) or a binary attachment arrived. */
+    void (*on_message)(vg_sio_t *es, vg_worker_t *home, int binary, const char *data, size_t len);
+    /* The session is going away: leave the index and the registry, free the layer's state. */
+    void (*on_teardown)(vg_sio_t *es);
 };
 
 /* The Socket.IO layer's state of a session (home worker only), made when the first Socket.IO
@@ -220,12 +228,5 @@ int vg__sio_on_packet(vg_sio_t *es, vg_worker_t *cur, const vg_eio_packet_t *pkt
 /* WebSocket transport (worker of s): the socket opened (direct or probe) / closed. */
 void vg__sio_ws_open(vg_sio_t *es, vg_session_t *s);
 void vg__sio_ws_closed(vg_sio_t *es, vg_session_t *s);
-
-/* ---- profile_socketio.c (home worker thread) ---- */
-
-/* A Socket.IO packet (the data of an Engine.IO message) or a binary attachment arrived. */
-void vg__sio_on_message(vg_sio_t *es, vg_worker_t *home, int binary, const char *data, size_t len);
-/* The session is going away: leave the index and the registry, free the layer's state. */
-void vg__sio_socket_teardown(vg_sio_t *es);
 
 #endif

@@ -395,7 +395,7 @@ static void run_task(vg_worker_t *w, vg_sio_task_t *t)
         if (t->msg->payload)
             deliver_payload(es, w, t->msg);
         else if (!es->torn_down && !vg__sio_is_closed(es))
-            vg__sio_on_message(es, w, t->msg->binary, t->msg->data, t->msg->len);
+            es->profile->on_message(es, w, t->msg->binary, t->msg->data, t->msg->len);
         break;
     }
 }
@@ -627,7 +627,7 @@ static void teardown(vg_sio_t *es)
     if (es->torn_down)
         return;
     es->torn_down = 1;
-    vg__sio_socket_teardown(es);
+    es->profile->on_teardown(es);
     uv_timer_stop(&es->timer);
     uv_close((uv_handle_t *)&es->timer, on_timer_closed);
     home_list_remove(es);
@@ -1043,7 +1043,7 @@ static void deliver_payload(vg_sio_t *es, vg_worker_t *w, const inbound_t *m)
     vg_eio_reader_init(&r, m->data, m->len);
     while (!es->torn_down && !vg__sio_is_closed(es) && vg_eio_reader_next(&r, &pkt, &err) == 1)
         if (pkt.type == VG_EIO_MESSAGE)
-            vg__sio_on_message(es, w, pkt.binary, pkt.data, pkt.len);
+            es->profile->on_message(es, w, pkt.binary, pkt.data, pkt.len);
     vg_eio_reader_dispose(&r);
 }
 
