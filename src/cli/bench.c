@@ -55,18 +55,6 @@ static uint64_t error_count(vg_bench_t *b)
     return n;
 }
 
-void vg__bench_record_error(vg_bench_t *b, const char *fmt, ...)
-{
-    uv_mutex_lock(&b->lock);
-    if (b->errors++ == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(b->first_error, sizeof(b->first_error), fmt, ap);
-        va_end(ap);
-    }
-    uv_mutex_unlock(&b->lock);
-}
-
 /* ---- options ------------------------------------------------------------------------------ */
 
 static void usage(FILE *out)

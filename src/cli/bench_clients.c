@@ -42,6 +42,19 @@
 #define READ_BUF_SIZE  (256u << 10) /* one per thread */
 #define CLOSE_GRACE_MS 2000         /* at the end: time for our close frames to go out */
 
+/* Keeps the first error any client (on any thread) saw, for the report, and counts them all. */
+void vg__bench_record_error(vg_bench_t *b, const char *fmt, ...)
+{
+    uv_mutex_lock(&b->lock);
+    if (b->errors++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(b->first_error, sizeof(b->first_error), fmt, ap);
+        va_end(ap);
+    }
+    uv_mutex_unlock(&b->lock);
+}
+
 /* ---- state -------------------------------------------------------------------------------- */
 
 enum client_state {

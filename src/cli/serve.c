@@ -13,7 +13,7 @@
 #include "broker/memory.h"
 #include "core/hub.h"
 #include "core/state.h"
-#include "profiles/profiles.h"
+#include "profiles/all.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/error.h"
