@@ -7,6 +7,7 @@
 #define VG_APP_APP_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "app/auth.h"
@@ -63,6 +64,18 @@ typedef struct vg_patterns_s {
     size_t count;
 } vg_patterns_t;
 
+/* Per-connection and per-user limits whose hits /metrics counts (vigil_limit_hits_total). */
+enum vg_limit {
+    VG_LIMIT_INBOUND_RATE,      /* a message or ping over --max-inbound-rate */
+    VG_LIMIT_SUBSCRIPTIONS,     /* a subscribe past --max-subscriptions */
+    VG_LIMIT_RPC_CONNECTION,    /* an rpc past --max-rpc-inflight-per-connection */
+    VG_LIMIT_RPC_USER,          /* an rpc past --max-rpc-inflight-per-user */
+    VG_LIMIT_RECOVERY_OUTBOUND, /* a channel's replay that did not fit in --max-outbound */
+    VG_LIMIT_COUNT
+};
+/* The metric label of each (the option's name). */
+extern const char *const vg_limit_names[VG_LIMIT_COUNT];
+
 typedef struct vg_app_s {
     const vg_config_t *cfg;
     vg_router_t router;
@@ -87,6 +100,8 @@ typedef struct vg_app_s {
     } refusals[32];
     size_t num_refusals;
     void **profile_state; /* app/profiles.c: each enabled profile's state */
+    atomic_uint_fast64_t limit_hits[VG_LIMIT_COUNT]; /* enum vg_limit */
+    struct vg_rpc_limits_s *rpc;                     /* app/rpc.c: calls in flight */
 } vg_app_t;
 
 struct vg_session_s {
@@ -156,6 +171,14 @@ void vg_session_respond_error(vg_session_t *s, int status, const char *code, con
 void vg_session_respond_raw(vg_session_t *s, vg_buf_t *response);
 /* Answers 101 and turns the connection into a WebSocket served by `endpoint`. */
 void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_endpoint_t *endpoint);
+
+/* The connection's inbound token bucket (--max-inbound-rate, refilled continuously), shared by
+ * messages and pings on every WebSocket endpoint.  Returns VG_RATE_OK (take it), or, over the
+ * rate, VG_RATE_REFUSED_FIRST for the first refusal in a one-second window (worth answering),
+ * VG_RATE_REFUSED, or VG_RATE_EXCEEDED once more than a whole rate's worth was refused within
+ * the window (the caller closes with 1008 "rate limit exceeded"). */
+enum { VG_RATE_OK, VG_RATE_REFUSED_FIRST, VG_RATE_REFUSED, VG_RATE_EXCEEDED };
+int vg__session_rate_take(vg_session_t *s);
 
 /* WebSocket sending: queues one frame chunk (shared; the caller keeps its reference).  A
  * connection whose queue would overflow is closed with 1008 "slow consumer".  Returns 0 or a

@@ -178,8 +178,7 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         return;
     }
     s->registered = 1;
-    s->rate_tokens = s->app->cfg->max_inbound_rate;
-    s->rate_updated = s->rate_window = s->last_ping = loop_now(s);
+    s->last_ping = loop_now(s);
     vg_notice("conn %" PRIu64 " from %s: user %s connected on %s", s->conn->id, s->conn->peer,
               s->identity.user, s->endpoint->path);
     s->endpoint->on_open(s);
@@ -250,9 +249,6 @@ void vg__wsuser_timer(vg_session_t *s)
     vg__wsuser_schedule(s);
 }
 
-/* A token bucket of max_inbound_rate messages refilled continuously.  Messages over it are
- * answered with an error and dropped; a client still sending after a whole rate's worth of
- * refused messages within one second is closed. */
 /* The rate-limit error answers the request it refused, so it carries that request's id. */
 static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
 {
@@ -269,33 +265,24 @@ static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
     json_decref(req);
 }
 
+/* Messages take from the connection's --max-inbound-rate bucket (vg__session_rate_take, shared
+ * with pings).  The first message refused in a second is answered with an error and every
+ * refused one is dropped; a client still sending a whole rate's worth past it within one second
+ * is closed. */
 int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len)
 {
-    double rate = s->app->cfg->max_inbound_rate;
-    uint64_t now = loop_now(s);
     atomic_store_explicit(&s->reg.messages_in,
                           atomic_load_explicit(&s->reg.messages_in, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    s->rate_tokens += (double)(now - s->rate_updated) * rate / 1000.0;
-    if (s->rate_tokens > rate)
-        s->rate_tokens = rate;
-    s->rate_updated = now;
-    if (s->rate_tokens >= 1.0) {
-        s->rate_tokens -= 1.0;
-        return 1;
-    }
-    if (now - s->rate_window >= 1000) {
-        s->rate_window = now;
-        s->rate_overflow = 0;
-    }
-    if (s->rate_overflow++ == 0) {
+    int r = vg__session_rate_take(s);
+    if (r == VG_RATE_REFUSED_FIRST) {
         send_rate_limited(s, data, len);
-    } else if (s->rate_overflow > (unsigned)rate) {
+    } else if (r == VG_RATE_EXCEEDED) {
         vg_notice("conn %" PRIu64 " from %s: user %s closed: rate limit exceeded", s->conn->id,
                   s->conn->peer, s->identity.user);
         vg_session_ws_close(s, VG_WS_CLOSE_POLICY, "rate limit exceeded");
     }
-    return 0;
+    return r == VG_RATE_OK;
 }
 
 int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason)

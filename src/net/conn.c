@@ -29,6 +29,7 @@ vg_conn_t *vg__conn_new(vg_worker_t *w)
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->_timer);
     c->_pending_handles = 2;
+    c->_latest_seq = UINT64_MAX;
     c->tcp.data = c;
     c->_timer.data = c;
     return c;
@@ -110,6 +111,7 @@ static vg_chunk_t *queue_pop(vg_conn_t *c)
     vg_chunk_t *chunk = c->_q[c->_q_head];
     c->_q_head = (c->_q_head + 1) % c->_q_cap;
     c->_q_len--;
+    c->_q_seq++;
     c->_q_bytes -= chunk->len;
     return chunk;
 }
@@ -144,6 +146,33 @@ int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk)
     return vg_conn_send_force(c, chunk);
 }
 
+/* The queue position of the last vg_conn_send_latest chunk if it is still waiting, else -1. */
+static int64_t latest_waiting(const vg_conn_t *c)
+{
+    if (c->_latest_seq == UINT64_MAX || c->_latest_seq < c->_q_seq + c->_inflight ||
+        c->_latest_seq >= c->_q_seq + c->_q_len)
+        return -1;
+    return (int64_t)((c->_q_head + (c->_latest_seq - c->_q_seq)) % c->_q_cap);
+}
+
+int vg_conn_send_latest(vg_conn_t *c, vg_chunk_t *chunk)
+{
+    if (c->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE | VG_CONN_F_LINGER))
+        return VG_ECLOSED;
+    int64_t at = latest_waiting(c);
+    if (at >= 0) {
+        vg_chunk_t *old = c->_q[at];
+        c->_q_bytes = c->_q_bytes - old->len + chunk->len;
+        c->_q[at] = vg_chunk_ref(chunk);
+        vg_chunk_unref(old);
+        return 0;
+    }
+    int err = vg_conn_send_force(c, chunk);
+    if (err == 0 && chunk->len > 0)
+        c->_latest_seq = c->_q_seq + c->_q_len - 1;
+    return err;
+}
+
 int vg_conn_send_copy(vg_conn_t *c, const void *data, size_t len)
 {
     vg_chunk_t *chunk = vg_chunk_new_copy(data, len);
@@ -161,6 +190,9 @@ void vg_conn_discard_queued(vg_conn_t *c)
         vg_chunk_unref(c->_q[last]);
         c->_q_len--;
     }
+    /* Positions past the end will be reused by new chunks: they are not the latest any more. */
+    if (c->_latest_seq != UINT64_MAX && c->_latest_seq >= c->_q_seq + c->_q_len)
+        c->_latest_seq = UINT64_MAX;
 }
 
 size_t vg_conn_queued_bytes(const vg_conn_t *c)

@@ -67,6 +67,8 @@ struct vg_conn_s {
     /* private */
     vg_chunk_t **_q; /* ring of queued chunks; [_q_head, _q_head+_inflight) are being written */
     uint32_t _q_head, _q_len, _q_cap, _inflight;
+    uint64_t _q_seq;      /* how many chunks were ever popped: the sequence number of _q[_q_head] */
+    uint64_t _latest_seq; /* sequence number of the vg_conn_send_latest chunk, or UINT64_MAX */
     size_t _q_bytes;   /* bytes queued, in flight included */
     uv_write_t *_wreq; /* from the worker's pool while a write is in flight, else NULL */
     uv_timer_t _timer;
@@ -83,6 +85,13 @@ int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk);
 /* Like vg_conn_send but ignores max_outbound: for the few small frames that must go out on the
  * way to closing (close frames, error responses). */
 int vg_conn_send_force(vg_conn_t *c, vg_chunk_t *chunk);
+/* Queues a chunk of which only the newest matters (a WebSocket pong: RFC 6455 section 5.5.3
+ * lets an endpoint answer only the most recent of several pings).  When the chunk queued by the
+ * previous call is still waiting (not yet being written) it is replaced in place, so a peer that
+ * sends such requests and never reads makes the conn hold at most two of them (one being
+ * written, one waiting), never a backlog.  Ignores max_outbound for that reason.  Returns 0 or
+ * VG_ECLOSED. */
+int vg_conn_send_latest(vg_conn_t *c, vg_chunk_t *chunk);
 /* Copies bytes into a new chunk and queues it, ignoring max_outbound like vg_conn_send_force. */
 int vg_conn_send_copy(vg_conn_t *c, const void *data, size_t len);
 /* Drops queued chunks that are not being written yet (before closing a slow consumer). */

@@ -254,11 +254,15 @@ static int on_ping(vg_ws_t *ws, const uint8_t *p, size_t n)
 {
     if (ws->state != VG_WS_OPEN)
         return 0;
+    if (ws->_cb->on_ping != NULL && !ws->_cb->on_ping(ws, p, n))
+        return after_callback(ws);
+    if (ws->state != VG_WS_OPEN)
+        return after_callback(ws); /* the owner started closing: our close frame was the last */
     uint8_t frame[2 + MAX_CONTROL_PAYLOAD];
     size_t h = vg_ws_encode_header(frame, VG_WS_OP_PONG, n);
     if (n)
         memcpy(frame + h, p, n);
-    ws->_cb->send(ws, frame, h + n);
+    (ws->_cb->send_pong != NULL ? ws->_cb->send_pong : ws->_cb->send)(ws, frame, h + n);
     return after_callback(ws);
 }
 
