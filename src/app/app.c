@@ -10,6 +10,7 @@
 #include "app/demo.h"
 #include "app/hub.h"
 #include "app/profiles.h"
+#include "app/rpc.h"
 #include "app/state.h"
 #include "app/store.h"
 #include "app/web_assets.h"
@@ -266,6 +267,8 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     uint64_t tick = (uint64_t)(cfg->state_interval * 100);
     vg_hub_set_ticker(app->hub, on_state_tick, app->state, tick > 0 ? tick : 1);
     app->registry = vg_registry_new();
+    app->rpc = vg_rpc_limits_new(cfg->max_rpc_inflight_per_connection,
+                                 cfg->max_rpc_inflight_per_user);
 
     vg_router_init(&app->router);
     add(app, "/healthz", VG_M_GET | VG_M_HEAD, handle_healthz, NULL);
@@ -323,6 +326,7 @@ void vg_app_dispose(vg_app_t *app)
     vg_store_free(app->store);
     vg_hub_free(app->hub);
     vg_registry_free(app->registry);
+    vg_rpc_limits_free(app->rpc);
     vg_auth_free(app->auth);
     vg_patterns_dispose(&app->default_channels);
     vg_patterns_dispose(&app->allowed_origins);
@@ -335,6 +339,8 @@ static void on_worker_start(vg_worker_t *w)
 {
     vg_app_t *app = vg_worker_app(w);
     vg_hub_worker_start(app->hub, w);
+    /* In the index every transport subscribes through, so the bound holds for all of them. */
+    vg_subs_set_limit(vg_hub_subs(w), (size_t)app->cfg->max_subscriptions);
 }
 
 static void on_worker_stop(vg_worker_t *w)

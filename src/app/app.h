@@ -185,6 +185,11 @@ int vg__session_rate_take(vg_session_t *s);
  * negative code when the frame was not queued. */
 int vg_session_ws_send(vg_session_t *s, vg_chunk_t *frame);
 int vg_session_ws_send_text(vg_session_t *s, const char *text, size_t len);
+/* Queues one large answer to the client's own request (a state snapshot): it goes out whole
+ * even past --max-outbound, as long as the queue is not already over the limit, so a document
+ * larger than the limit reaches a client that reads instead of closing it into a reconnect
+ * loop.  A client that keeps asking without reading is still closed as a slow consumer. */
+int vg_session_ws_send_reply(vg_session_t *s, vg_chunk_t *frame);
 /* Starts the closing handshake with code and reason. */
 void vg_session_ws_close(vg_session_t *s, int code, const char *reason);
 
@@ -253,8 +258,11 @@ void vg__wsuser_cleanup(vg_session_t *s);
 /* Replaces the identity (refresh); returns 0 or VG_EAUTH with reason. */
 int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason);
 /* Recomputes membership of the worker's event-type listener list and the registry's view of the
- * subscriptions after a subscribe/unsubscribe. */
+ * subscriptions after a subscribe/unsubscribe (costs the number of subscriptions held). */
 void vg__wsuser_subscriptions_changed(vg_session_t *s);
+/* The same after a subscribe that added exactly `patterns` (new subscriptions, in the order
+ * added): costs what was added, not what the connection already holds. */
+void vg__wsuser_subscriptions_added(vg_session_t *s, const char *const *patterns, size_t n);
 
 /* Server-Sent Events (app/sse.c): GET /api/sse. */
 void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m);

@@ -314,6 +314,15 @@ int vg_session_ws_send(vg_session_t *s, vg_chunk_t *frame)
     return err;
 }
 
+int vg_session_ws_send_reply(vg_session_t *s, vg_chunk_t *frame)
+{
+    if (s->ws == NULL || s->ws->state != VG_WS_OPEN)
+        return VG_ECLOSED;
+    if (vg_conn_queued_bytes(s->conn) > s->app->cfg->max_outbound)
+        return vg_session_ws_send(s, frame); /* not reading: a slow consumer */
+    return vg_conn_send_force(s->conn, frame);
+}
+
 int vg_session_ws_send_text(vg_session_t *s, const char *text, size_t len)
 {
     vg_chunk_t *frame = vg_ws_frame_new(VG_WS_OP_TEXT, text, len);

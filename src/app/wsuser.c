@@ -14,6 +14,7 @@
 #include "app/channel.h"
 #include "app/hub.h"
 #include "util/alloc.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -117,6 +118,7 @@ void vg__wsuser_registry_init(vg_session_t *s)
     atomic_init(&e->messages_in, 0);
     atomic_init(&e->messages_out, 0);
     e->subscriptions = NULL;
+    e->_subs_len = e->_subs_cap = 0;
 }
 
 static void refuse(vg_session_t *s, const char *reason)
@@ -327,7 +329,9 @@ static void append_pattern(const char *pattern, size_t len, void *arg)
     json_array_append_new(arg, json_stringn(pattern, len));
 }
 
-void vg__wsuser_subscriptions_changed(vg_session_t *s)
+/* A session with event-type filters and no channel subscription hears every channel it may
+ * read, through the worker's list of such listeners. */
+static void update_type_listener(vg_session_t *s)
 {
     vg_worker_t *w = s->conn->worker;
     int listen = s->num_event_types > 0 && vg_subscriber_count(&s->subscriber) == 0;
@@ -336,10 +340,28 @@ void vg__wsuser_subscriptions_changed(vg_session_t *s)
     else if (!listen && s->_tl_listed)
         vg_hub_type_listener_remove(w, s);
     s->_tl_listed = listen;
+}
+
+void vg__wsuser_subscriptions_changed(vg_session_t *s)
+{
+    update_type_listener(s);
     json_t *list = json_array();
     vg_subscriber_each(&s->subscriber, append_pattern, list);
     vg_registry_set_subscriptions(s->app->registry, &s->reg, json_dumps(list, JSON_COMPACT));
     json_decref(list);
+}
+
+void vg__wsuser_subscriptions_added(vg_session_t *s, const char *const *patterns, size_t n)
+{
+    update_type_listener(s);
+    vg_buf_t items = VG_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        vg_buf_append_str(&items, items.len > 0 ? ",\"" : "\"");
+        vg_buf_append_json_escaped(&items, patterns[i], strlen(patterns[i]));
+        vg_buf_append_str(&items, "\"");
+    }
+    vg_registry_append_subscriptions(s->app->registry, &s->reg, items.base, items.len);
+    vg_buf_dispose(&items);
 }
 
 static int type_wanted(const vg_session_t *s, const char *type)

@@ -133,3 +133,18 @@ int vg_utf8_valid(const uint8_t *data, size_t len)
     vg_utf8_init(&v);
     return vg_utf8_feed(&v, data, len) == 0 && vg_utf8_complete(&v);
 }
+
+size_t vg_utf8_prefix(const char *s, size_t max)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    uint32_t state = OK;
+    size_t good = 0;
+    for (size_t i = 0; i < max && p[i] != '\0'; i++) {
+        state = transition[state + byte_class[p[i]]];
+        if (state == NO)
+            break;
+        if (state == OK)
+            good = i + 1;
+    }
+    return good;
+}

@@ -22,5 +22,10 @@ int vg_utf8_feed(vg_utf8_t *v, const uint8_t *data, size_t len);
 int vg_utf8_complete(const vg_utf8_t *v);
 /* One-shot check of a whole buffer: nonzero when it is complete, valid UTF-8. */
 int vg_utf8_valid(const uint8_t *data, size_t len);
+/* Where to cut a text that must stay valid UTF-8 (a JSON string, a close reason): the length of
+ * the longest prefix of the NUL-terminated `s`, at most `max` bytes, that is complete, valid
+ * UTF-8.  A cut in the middle of a character would make the whole text invalid (a JSON encoder
+ * then refuses it and the message is never sent).  Use it as printf("%.*s", (int)n, s). */
+size_t vg_utf8_prefix(const char *s, size_t max);
 
 #endif

@@ -100,28 +100,13 @@ vg_chunk_t *vg_ws_frame_new(int opcode, const void *payload, size_t len)
     return c;
 }
 
-/* Length of the longest prefix of the NUL-terminated `s`, at most `max` bytes, that is complete
- * valid UTF-8.  A reason cut in the middle of a character (or a caller's invalid one) would make
- * the peer fail the connection with 1007 instead of closing cleanly. */
-static size_t utf8_prefix(const char *s, size_t max)
-{
-    vg_utf8_t v;
-    vg_utf8_init(&v);
-    size_t good = 0;
-    for (size_t i = 0; i < max && s[i] != '\0'; i++) {
-        if (vg_utf8_feed(&v, (const uint8_t *)s + i, 1) != 0)
-            break;
-        if (vg_utf8_complete(&v))
-            good = i + 1;
-    }
-    return good;
-}
-
 /* Writes a close frame into out (CLOSE_FRAME_MAX bytes of room) and returns its length.  Code 0
  * writes an empty payload: the answer to a peer's close that carried no code. */
 static size_t encode_close(uint8_t *out, int code, const char *reason)
 {
-    size_t rlen = code && reason ? utf8_prefix(reason, MAX_CLOSE_REASON) : 0;
+    /* Cut on a character boundary: a reason cut in the middle of one (or a caller's invalid one)
+     * would make the peer fail the connection with 1007 instead of closing cleanly. */
+    size_t rlen = code && reason ? vg_utf8_prefix(reason, MAX_CLOSE_REASON) : 0;
     size_t n = vg_ws_encode_header(out, VG_WS_OP_CLOSE, code ? 2 + rlen : 0);
     if (code) {
         out[n++] = (uint8_t)(code >> 8);
