@@ -186,9 +186,10 @@ int vg__session_rate_take(vg_session_t *s);
 int vg_session_ws_send(vg_session_t *s, vg_chunk_t *frame);
 int vg_session_ws_send_text(vg_session_t *s, const char *text, size_t len);
 /* Queues one large answer to the client's own request (a state snapshot): it goes out whole
- * even past --max-outbound, as long as the queue is not already over the limit, so a document
- * larger than the limit reaches a client that reads instead of closing it into a reconnect
- * loop.  A client that keeps asking without reading is still closed as a slow consumer. */
+ * even past --max-outbound, as long as the queue is not already over the limit, and what
+ * follows it is not refused while it drains (vg_conn_send_whole), so a document larger than the
+ * limit reaches a client that reads instead of closing it into a reconnect loop.  A client that
+ * keeps asking without reading is still closed as a slow consumer. */
 int vg_session_ws_send_reply(vg_session_t *s, vg_chunk_t *frame);
 /* Starts the closing handshake with code and reason. */
 void vg_session_ws_close(vg_session_t *s, int code, const char *reason);

@@ -318,9 +318,10 @@ int vg_session_ws_send_reply(vg_session_t *s, vg_chunk_t *frame)
 {
     if (s->ws == NULL || s->ws->state != VG_WS_OPEN)
         return VG_ECLOSED;
-    if (vg_conn_queued_bytes(s->conn) > s->app->cfg->max_outbound)
-        return vg_session_ws_send(s, frame); /* not reading: a slow consumer */
-    return vg_conn_send_force(s->conn, frame);
+    int err = vg_conn_send_whole(s->conn, frame);
+    if (err == VG_ELIMIT)
+        fail_slow_consumer(s);
+    return err;
 }
 
 int vg_session_ws_send_text(vg_session_t *s, const char *text, size_t len)
