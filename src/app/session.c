@@ -361,9 +361,7 @@ static void on_ws_send(vg_ws_t *ws, const uint8_t *frame, size_t len)
 static void on_ws_send_pong(vg_ws_t *ws, const uint8_t *frame, size_t len)
 {
     vg_session_t *s = ws->data;
-    vg_chunk_t *chunk = vg_chunk_new_copy(frame, len);
-    vg_conn_send_latest(s->conn, chunk);
-    vg_chunk_unref(chunk);
+    vg_conn_send_latest(s->conn, frame, len, 2 + 125); /* room for any pong */
 }
 
 int vg__session_rate_take(vg_session_t *s)

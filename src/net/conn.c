@@ -178,21 +178,35 @@ static int64_t latest_waiting(const vg_conn_t *c)
     return (int64_t)((c->_q_head + (c->_latest_seq - c->_q_seq)) % c->_q_cap);
 }
 
-int vg_conn_send_latest(vg_conn_t *c, vg_chunk_t *chunk)
+int vg_conn_send_latest(vg_conn_t *c, const void *data, size_t len, size_t room)
 {
     if (c->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE | VG_CONN_F_LINGER))
         return VG_ECLOSED;
     int64_t at = latest_waiting(c);
     if (at >= 0) {
         vg_chunk_t *old = c->_q[at];
-        c->_q_bytes = c->_q_bytes - old->len + chunk->len;
-        c->_q[at] = vg_chunk_ref(chunk);
-        vg_chunk_unref(old);
-        return 0;
+        /* Only this queue holds it and no write has started: it may still change. */
+        if (atomic_load_explicit(&old->refcnt, memory_order_relaxed) == 1 && old->cap >= len) {
+            memcpy(old->data, data, len);
+            c->_q_bytes = c->_q_bytes - old->len + len;
+            old->len = len;
+            return 0;
+        }
     }
-    int err = vg_conn_send_force(c, chunk);
-    if (err == 0 && chunk->len > 0)
-        c->_latest_seq = c->_q_seq + c->_q_len - 1;
+    vg_chunk_t *chunk = vg_chunk_new(room > len ? room : len);
+    memcpy(chunk->data, data, len);
+    chunk->len = len;
+    int err = 0;
+    if (at >= 0) {
+        c->_q_bytes = c->_q_bytes - c->_q[at]->len + len;
+        vg_chunk_unref(c->_q[at]);
+        c->_q[at] = vg_chunk_ref(chunk);
+    } else {
+        err = vg_conn_send_force(c, chunk);
+        if (err == 0 && len > 0)
+            c->_latest_seq = c->_q_seq + c->_q_len - 1;
+    }
+    vg_chunk_unref(chunk);
     return err;
 }
 
