@@ -695,9 +695,9 @@ static void append_limit_hits(vg_buf_t *b, vg_app_t *app)
                          "per-connection or per-user limit, by option.\n"
                          "# TYPE vigil_limit_hits_total counter\n");
     for (size_t i = 0; i < VG_LIMIT_COUNT; i++)
-        vg_buf_printf(b, "vigil_limit_hits_total{limit=\"%s\"} %llu\n", vg_limit_names[i],
-                      (unsigned long long)atomic_load_explicit(&app->limit_hits[i],
-                                                               memory_order_relaxed));
+        vg_buf_printf(
+            b, "vigil_limit_hits_total{limit=\"%s\"} %llu\n", vg_limit_names[i],
+            (unsigned long long)atomic_load_explicit(&app->limit_hits[i], memory_order_relaxed));
 }
 
 static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)

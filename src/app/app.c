@@ -267,8 +267,8 @@ int vg_app_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, s
     uint64_t tick = (uint64_t)(cfg->state_interval * 100);
     vg_hub_set_ticker(app->hub, on_state_tick, app->state, tick > 0 ? tick : 1);
     app->registry = vg_registry_new();
-    app->rpc = vg_rpc_limits_new(cfg->max_rpc_inflight_per_connection,
-                                 cfg->max_rpc_inflight_per_user);
+    app->rpc =
+        vg_rpc_limits_new(cfg->max_rpc_inflight_per_connection, cfg->max_rpc_inflight_per_user);
 
     vg_router_init(&app->router);
     add(app, "/healthz", VG_M_GET | VG_M_HEAD, handle_healthz, NULL);

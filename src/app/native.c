@@ -33,8 +33,9 @@ static const char *const native_subprotocols[] = {"vigil.v1", NULL};
 
 /* ---- parsing and checking a request (no connection) ---- */
 
-/* Refuses the request (returns -1).  The message is cut back to its longest valid UTF-8 prefix: snprintf may
- * have cut a character at the end of the buffer, and jansson's error texts quote the input. */
+/* Refuses the request (returns -1).  The message is cut back to its longest valid UTF-8 prefix:
+ * snprintf may have cut a character at the end of the buffer, and jansson's error texts quote the
+ * input. */
 static int __attribute__((format(printf, 3, 4)))
 refuse(vg_native_req_t *r, const char *code, const char *fmt, ...)
 {
@@ -251,7 +252,8 @@ static int parse_rpc(vg_native_req_t *r)
     json_t *method = json_object_get(r->root, "method");
     if (r->id == NULL || !json_is_string(method) || json_string_length(method) == 0 ||
         json_string_length(method) > 128)
-        return refuse(r, "bad_request", "rpc needs an \"id\" and a \"method\" string (1-128 bytes)");
+        return refuse(r, "bad_request",
+                      "rpc needs an \"id\" and a \"method\" string (1-128 bytes)");
     r->method = json_string_value(method);
     r->params = json_object_get(r->root, "params");
     r->kind = VG_NATIVE_RPC;
@@ -455,8 +457,7 @@ static int room_for(vg_session_t *s, json_t *channels, json_t *id)
     size_t adds = count_new(s, channels);
     if (have + adds <= limit)
         return 1;
-    atomic_fetch_add_explicit(&s->app->limit_hits[VG_LIMIT_SUBSCRIPTIONS], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->app->limit_hits[VG_LIMIT_SUBSCRIPTIONS], 1, memory_order_relaxed);
     char message[200];
     snprintf(message, sizeof(message),
              "at most %zu subscriptions per connection (--max-subscriptions): this one holds %zu "
@@ -590,7 +591,8 @@ static void send_state_snapshots(vg_session_t *s, json_t *channels)
 static void change_subscription(vg_session_t *s, vg_native_req_t *r)
 {
     int subscribe = r->kind == VG_NATIVE_SUBSCRIBE;
-    sub_op_t op = {.s = s, .channels = r->channels, .types = r->event_types, .subscribe = subscribe};
+    sub_op_t op = {
+        .s = s, .channels = r->channels, .types = r->event_types, .subscribe = subscribe};
     apply_subscription(&op);
     vg__wsuser_subscriptions_changed(s);
     answer_subscription(s, subscribe ? "subscribed" : "unsubscribed", r->channels, r->event_types,

@@ -77,8 +77,8 @@ static inflight_t **find_slot(vg_rpc_limits_t *l, uint64_t conn_id, const char *
     inflight_t **p = &l->buckets[bucket_of(conn_id, user)];
     for (; *p != NULL; p = &(*p)->next) {
         inflight_t *e = *p;
-        if (e->conn_id == conn_id && (user == NULL ? e->user == NULL
-                                                   : e->user != NULL && strcmp(e->user, user) == 0))
+        if (e->conn_id == conn_id &&
+            (user == NULL ? e->user == NULL : e->user != NULL && strcmp(e->user, user) == 0))
             break;
     }
     return p;

@@ -376,8 +376,7 @@ int vg__session_rate_take(vg_session_t *s)
         s->rate_tokens -= 1.0;
         return VG_RATE_OK;
     }
-    atomic_fetch_add_explicit(&s->app->limit_hits[VG_LIMIT_INBOUND_RATE], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->app->limit_hits[VG_LIMIT_INBOUND_RATE], 1, memory_order_relaxed);
     if (now - s->rate_window >= 1000) {
         s->rate_window = now;
         s->rate_overflow = 0;

@@ -16,8 +16,9 @@
  *   - message (sum of fragments) over max_message_size                          -> close 1009
  *   - close frame with a 1-byte payload, an invalid code (<1000, 1004-1006, 1015, 1016-2999
  *     unassigned, >= 5000) or a reason that is not UTF-8                        -> close 1002/1007
- * Ping is answered with a pong carrying the same payload (unless the owner's on_ping declines).  A close frame from the peer is
- * answered with a close frame echoing its code (or none if it had none) and then on_close.
+ * Ping is answered with a pong carrying the same payload (unless the owner's on_ping declines).  A
+ * close frame from the peer is answered with a close frame echoing its code (or none if it had
+ * none) and then on_close.
  */
 #ifndef VG_PROTO_WS_H
 #define VG_PROTO_WS_H

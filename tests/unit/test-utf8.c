@@ -448,13 +448,13 @@ static void test_prefix(void **state)
     (void)state;
     assert_int_equal(vg_utf8_prefix("abc", 10), 3);
     assert_int_equal(vg_utf8_prefix("abc", 2), 2);
-    assert_int_equal(vg_utf8_prefix("ab\xc3\xa9", 3), 2);      /* inside "é" */
+    assert_int_equal(vg_utf8_prefix("ab\xc3\xa9", 3), 2); /* inside "é" */
     assert_int_equal(vg_utf8_prefix("ab\xc3\xa9", 4), 4);
     assert_int_equal(vg_utf8_prefix("\xe2\x82\xac\xe2\x82\xac", 5), 3); /* inside a "€" */
     assert_int_equal(vg_utf8_prefix("\xf0\x9f\x9a\x80x", 4), 4);
     assert_int_equal(vg_utf8_prefix("\xf0\x9f\x9a\x80x", 3), 0);
-    assert_int_equal(vg_utf8_prefix("ok\xffno", 10), 2);     /* stops at invalid bytes */
-    assert_int_equal(vg_utf8_prefix("ok\xc3", 10), 2);       /* and at a truncated end */
+    assert_int_equal(vg_utf8_prefix("ok\xffno", 10), 2); /* stops at invalid bytes */
+    assert_int_equal(vg_utf8_prefix("ok\xc3", 10), 2);   /* and at a truncated end */
     assert_int_equal(vg_utf8_prefix("", 10), 0);
     assert_int_equal(vg_utf8_prefix("abc", 0), 0);
     /* Every cut of a mixed string is a character boundary and valid. */

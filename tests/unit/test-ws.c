@@ -655,7 +655,7 @@ static void on_send_pong(vg_ws_t *ws, const uint8_t *frame_bytes, size_t len)
 static void test_ping_owner_callbacks(void **state)
 {
     (void)state;
-    static const vg_ws_callbacks_t cbs = {on_message,   on_pong, on_send, on_close,
+    static const vg_ws_callbacks_t cbs = {on_message,          on_pong,     on_send, on_close,
                                           on_ping_every_other, on_send_pong};
     opts_t o = {0};
     rec_t *r = calloc(1, sizeof(*r));
