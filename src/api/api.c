@@ -714,6 +714,17 @@ static void append_refusals(vg_buf_t *b, vg_app_t *app)
     pthread_mutex_unlock(&app->refusals_lock);
 }
 
+static void append_limit_hits(vg_buf_t *b, vg_app_t *app)
+{
+    vg_buf_append_str(b, "# HELP vigil_limit_hits_total Requests refused (or replays cut) at a "
+                         "per-connection or per-user limit, by option.\n"
+                         "# TYPE vigil_limit_hits_total counter\n");
+    for (size_t i = 0; i < VG_LIMIT_COUNT; i++)
+        vg_buf_printf(
+            b, "vigil_limit_hits_total{limit=\"%s\"} %llu\n", vg_limit_names[i],
+            (unsigned long long)atomic_load_explicit(&app->limit_hits[i], memory_order_relaxed));
+}
+
 static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *rm)
 {
     (void)req;
@@ -758,6 +769,7 @@ static void handle_metrics(vg_session_t *s, vg_http_request_t *req, const vg_rou
     append_refusals(&b, app);
     if (app->append_metrics != NULL)
         app->append_metrics(app, &b);
+    append_limit_hits(&b, app);
     vg_buf_append_str(&b, "# HELP vigil_publish_to_write_seconds Time from publish to the "
                           "message being queued on a worker's sockets.\n"
                           "# TYPE vigil_publish_to_write_seconds histogram\n");

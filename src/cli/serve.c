@@ -15,6 +15,7 @@
 #include "core/state.h"
 #include "profiles/all.h"
 #include "store/store.h"
+#include "transport/rpc.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -97,6 +98,8 @@ int vg_serve_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err,
     uint64_t tick = (uint64_t)(cfg->state_interval * 100);
     vg_hub_set_ticker(app->hub, on_state_tick, app->state, tick > 0 ? tick : 1);
     app->registry = vg_registry_new();
+    app->rpc =
+        vg_rpc_limits_new(cfg->max_rpc_inflight_per_connection, cfg->max_rpc_inflight_per_user);
 
     vg_api_register_health(app);
     vg_app_route_ws(app, "/ws", &vg_native_endpoint);
@@ -123,6 +126,7 @@ void vg_serve_dispose(vg_app_t *app)
         app->broker->ops->free(app->broker);
     vg_durable_free(app->durable);
     vg_registry_free(app->registry);
+    vg_rpc_limits_free(app->rpc);
     vg_auth_free(app->auth);
     vg_patterns_dispose(&app->default_channels);
     vg_patterns_dispose(&app->allowed_origins);
@@ -135,6 +139,8 @@ static void on_worker_start(vg_worker_t *w)
 {
     vg_app_t *app = vg_worker_app(w);
     vg_hub_worker_start(app->hub, w);
+    /* In the index every transport subscribes through, so the bound holds for all of them. */
+    vg_subs_set_limit(vg_hub_subs(w), (size_t)app->cfg->max_subscriptions);
 }
 
 static void on_worker_stop(vg_worker_t *w)

@@ -39,7 +39,8 @@ typedef struct vg_config_s {
     /* limits and heartbeats */
     int max_connections_per_user;
     char *allowed_origins;   /* comma-separated, NULL = any */
-    double max_inbound_rate; /* messages per second per connection */
+    double max_inbound_rate; /* messages and pings per second per connection */
+    int max_subscriptions;   /* channel subscriptions per connection */
     double ping_interval;
     double ping_timeout;
     /* history */
@@ -58,6 +59,8 @@ typedef struct vg_config_s {
     int refuse_websocket; /* answer upgrades with 403 (testing fallbacks) */
     char *rpc_url;        /* backend for client RPCs */
     double rpc_timeout;
+    int max_rpc_inflight_per_connection; /* backend calls waiting, per connection */
+    int max_rpc_inflight_per_user;       /* and per user */
     int demo;             /* serve --demo: the simulated fleet and a demo login */
     int demo_cameras;
     /* compatibility profiles (docs/profiles/) */

@@ -133,14 +133,48 @@ void vg_registry_remove(vg_registry_t *r, vg_reg_entry_t *e)
     }
     vg_free(e->subscriptions);
     e->subscriptions = NULL;
+    e->_subs_len = e->_subs_cap = 0;
     pthread_mutex_unlock(&r->lock);
 }
 
 void vg_registry_set_subscriptions(vg_registry_t *r, vg_reg_entry_t *e, char *json_array)
 {
+    size_t len = json_array != NULL ? strlen(json_array) : 0;
     pthread_mutex_lock(&r->lock);
     vg_free(e->subscriptions);
     e->subscriptions = json_array;
+    e->_subs_len = len;
+    e->_subs_cap = json_array != NULL ? len + 1 : 0;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void vg_registry_append_subscriptions(vg_registry_t *r, vg_reg_entry_t *e, const char *items,
+                                      size_t len)
+{
+    if (len == 0)
+        return;
+    pthread_mutex_lock(&r->lock);
+    if (e->subscriptions == NULL) {
+        e->subscriptions = vg_malloc(2 + 1);
+        memcpy(e->subscriptions, "[]", 3);
+        e->_subs_len = 2;
+        e->_subs_cap = 3;
+    }
+    /* "[...]" becomes "[...,items]" (no comma after "["); the buffer doubles as it grows. */
+    int comma = e->_subs_len > 2;
+    size_t need = e->_subs_len + (size_t)comma + len + 1;
+    if (need > e->_subs_cap) {
+        size_t cap = e->_subs_cap * 2 > need ? e->_subs_cap * 2 : need;
+        e->subscriptions = vg_realloc(e->subscriptions, cap);
+        e->_subs_cap = cap;
+    }
+    char *end = e->subscriptions + e->_subs_len - 1; /* the "]" */
+    if (comma)
+        *end++ = ',';
+    memcpy(end, items, len);
+    end[len] = ']';
+    end[len + 1] = '\0';
+    e->_subs_len = need - 1;
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -29,6 +29,7 @@ typedef struct vg_reg_entry_s {
     atomic_uint_fast64_t messages_in, messages_out;
     char *subscriptions; /* (locked) JSON array text of the channel subscriptions */
     /* private, (locked) */
+    size_t _subs_len, _subs_cap; /* of `subscriptions` (valid once it is set) */
     vg_user_t *_user;
     struct vg_reg_entry_s *_prev, *_next;           /* all connections */
     struct vg_reg_entry_s *_user_prev, *_user_next; /* the user's connections */
@@ -44,6 +45,11 @@ int vg_registry_add(vg_registry_t *r, vg_reg_entry_t *e, const char *user, int m
 void vg_registry_remove(vg_registry_t *r, vg_reg_entry_t *e);
 /* Replaces the entry's subscription list (takes ownership of the heap string). */
 void vg_registry_set_subscriptions(vg_registry_t *r, vg_reg_entry_t *e, char *json_array);
+/* Adds to the list: `items` is JSON array members ("a","b"), `len` bytes.  Costs what it adds,
+ * not the length of the list, so a connection subscribing one channel at a time never pays for
+ * the ones it already has. */
+void vg_registry_append_subscriptions(vg_registry_t *r, vg_reg_entry_t *e, const char *items,
+                                      size_t len);
 
 size_t vg_registry_total(vg_registry_t *r);
 size_t vg_registry_users(vg_registry_t *r);

@@ -33,6 +33,7 @@
 
 #include "proto/channel.h"
 #include "util/alloc.h"
+#include "util/error.h"
 
 enum { KIND_EXACT, KIND_TERM, KIND_GT };
 
@@ -84,6 +85,7 @@ struct vg_subs_s {
     htable_t edges;
     tnode_t *root; /* the empty prefix; never freed before the index */
     uint64_t seed;
+    size_t max_per_subscriber; /* 0: no limit */
 };
 
 #define MIN_BUCKETS 8
@@ -388,9 +390,33 @@ void vg_subscriber_init(vg_subscriber_t *sub, void *data)
     sub->_tl_prev = sub->_tl_next = NULL;
 }
 
+void vg_subs_set_limit(vg_subs_t *s, size_t max_per_subscriber)
+{
+    s->max_per_subscriber = max_per_subscriber;
+}
+
+size_t vg_subs_limit(const vg_subs_t *s)
+{
+    return s->max_per_subscriber;
+}
+
+int vg_subs_contains(const vg_subs_t *s, const vg_subscriber_t *sub, const char *pattern,
+                     size_t len)
+{
+    if (len == 0 || len > VG_CHANNEL_MAX_LEN || sub->_count == 0)
+        return 0;
+    int kind;
+    /* Without `create` the lookup changes nothing. */
+    const elist_t *list = index_list((vg_subs_t *)s, pattern, len, 0, &kind);
+    return list != NULL && find_entry(sub, list) != NULL;
+}
+
 int vg_subs_add(vg_subs_t *s, vg_subscriber_t *sub, const char *pattern, size_t len)
 {
     assert(len > 0 && len <= VG_CHANNEL_MAX_LEN);
+    /* At the limit only a duplicate is fine; look it up without creating index nodes. */
+    if (s->max_per_subscriber != 0 && sub->_count >= s->max_per_subscriber)
+        return vg_subs_contains(s, sub, pattern, len) ? 0 : VG_ELIMIT;
     int kind;
     elist_t *list = index_list(s, pattern, len, 1, &kind);
     /* A duplicate implies the node already existed, so nothing was created for it. */

@@ -38,9 +38,18 @@ void vg_subs_free(vg_subs_t *s);
 
 void vg_subscriber_init(vg_subscriber_t *sub, void *data);
 
+/* Bounds the subscriptions of each subscriber (--max-subscriptions; 0: no limit, the default).
+ * Every transport subscribes through vg_subs_add, so the bound holds for all of them. */
+void vg_subs_set_limit(vg_subs_t *s, size_t max_per_subscriber);
+size_t vg_subs_limit(const vg_subs_t *s);
+
 /* Subscribes to a valid channel name or pattern (the caller validated it).  Returns 1 when
- * added, 0 when the subscriber already had exactly this subscription. */
+ * added, 0 when the subscriber already had exactly this subscription, VG_ELIMIT (nothing added)
+ * when it already holds the limit's worth of others. */
 int vg_subs_add(vg_subs_t *s, vg_subscriber_t *sub, const char *pattern, size_t len);
+/* Nonzero when the subscriber has exactly this subscription. */
+int vg_subs_contains(const vg_subs_t *s, const vg_subscriber_t *sub, const char *pattern,
+                     size_t len);
 /* Returns 1 when removed, 0 when the subscriber did not have it. */
 int vg_subs_remove(vg_subs_t *s, vg_subscriber_t *sub, const char *pattern, size_t len);
 /* Removes every subscription of the subscriber (on disconnect). */

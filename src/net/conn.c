@@ -30,6 +30,8 @@ vg_conn_t *vg__conn_new(vg_worker_t *w)
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->_timer);
     c->_pending_handles = 2;
+    c->_latest_seq = UINT64_MAX;
+    c->_whole_seq = UINT64_MAX;
     c->tcp.data = c;
     c->_timer.data = c;
     return c;
@@ -111,6 +113,8 @@ static vg_chunk_t *queue_pop(vg_conn_t *c)
     vg_chunk_t *chunk = c->_q[c->_q_head];
     c->_q_head = (c->_q_head + 1) % c->_q_cap;
     c->_q_len--;
+    if (c->_q_seq++ == c->_whole_seq)
+        c->_whole_seq = UINT64_MAX;
     c->_q_bytes -= chunk->len;
     return chunk;
 }
@@ -135,14 +139,76 @@ int vg_conn_send_force(vg_conn_t *c, vg_chunk_t *chunk)
     return 0;
 }
 
+/* Bytes the limit counts: the queue without the vg_conn_send_whole chunk still in it. */
+static size_t counted_bytes(const vg_conn_t *c)
+{
+    return c->_whole_seq != UINT64_MAX ? c->_q_bytes - c->_whole_len : c->_q_bytes;
+}
+
 int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk)
 {
     /* The limit bounds the backlog, not one message (that is --max-message-size's job): a chunk
      * larger than the limit still goes out when nothing else is waiting. */
-    if (c->_q_bytes > 0 && c->_q_bytes + chunk->len > c->worker->max_outbound &&
+    size_t queued = counted_bytes(c);
+    if (queued > 0 && queued + chunk->len > c->worker->max_outbound &&
         !(c->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE | VG_CONN_F_LINGER)))
         return VG_ELIMIT;
     return vg_conn_send_force(c, chunk);
+}
+
+int vg_conn_send_whole(vg_conn_t *c, vg_chunk_t *chunk)
+{
+    if (c->_whole_seq != UINT64_MAX || chunk->len == 0)
+        return vg_conn_send(c, chunk);
+    if (c->_q_bytes > c->worker->max_outbound)
+        return VG_ELIMIT;
+    int err = vg_conn_send_force(c, chunk);
+    if (err == 0) {
+        c->_whole_seq = c->_q_seq + c->_q_len - 1;
+        c->_whole_len = chunk->len;
+    }
+    return err;
+}
+
+/* The queue position of the last vg_conn_send_latest chunk if it is still waiting, else -1. */
+static int64_t latest_waiting(const vg_conn_t *c)
+{
+    if (c->_latest_seq == UINT64_MAX || c->_latest_seq < c->_q_seq + c->_inflight ||
+        c->_latest_seq >= c->_q_seq + c->_q_len)
+        return -1;
+    return (int64_t)((c->_q_head + (c->_latest_seq - c->_q_seq)) % c->_q_cap);
+}
+
+int vg_conn_send_latest(vg_conn_t *c, const void *data, size_t len, size_t room)
+{
+    if (c->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE | VG_CONN_F_LINGER))
+        return VG_ECLOSED;
+    int64_t at = latest_waiting(c);
+    if (at >= 0) {
+        vg_chunk_t *old = c->_q[at];
+        /* Only this queue holds it and no write has started: it may still change. */
+        if (atomic_load_explicit(&old->refcnt, memory_order_relaxed) == 1 && old->cap >= len) {
+            memcpy(old->data, data, len);
+            c->_q_bytes = c->_q_bytes - old->len + len;
+            old->len = len;
+            return 0;
+        }
+    }
+    vg_chunk_t *chunk = vg_chunk_new(room > len ? room : len);
+    memcpy(chunk->data, data, len);
+    chunk->len = len;
+    int err = 0;
+    if (at >= 0) {
+        c->_q_bytes = c->_q_bytes - c->_q[at]->len + len;
+        vg_chunk_unref(c->_q[at]);
+        c->_q[at] = vg_chunk_ref(chunk);
+    } else {
+        err = vg_conn_send_force(c, chunk);
+        if (err == 0 && len > 0)
+            c->_latest_seq = c->_q_seq + c->_q_len - 1;
+    }
+    vg_chunk_unref(chunk);
+    return err;
 }
 
 int vg_conn_send_copy(vg_conn_t *c, const void *data, size_t len)
@@ -162,6 +228,12 @@ void vg_conn_discard_queued(vg_conn_t *c)
         vg_chunk_unref(c->_q[last]);
         c->_q_len--;
     }
+    /* Positions past the end will be reused by new chunks: they are not the latest any more. */
+    if (c->_latest_seq != UINT64_MAX && c->_latest_seq >= c->_q_seq + c->_q_len)
+        c->_latest_seq = UINT64_MAX;
+    if (c->_whole_seq != UINT64_MAX && c->_whole_seq >= c->_q_seq + c->_q_len)
+        c->_whole_seq = UINT64_MAX;
+    c->_whole_seq = UINT64_MAX;
 }
 
 size_t vg_conn_queued_bytes(const vg_conn_t *c)

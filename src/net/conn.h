@@ -67,6 +67,10 @@ struct vg_conn_s {
     /* private */
     vg_chunk_t **_q; /* ring of queued chunks; [_q_head, _q_head+_inflight) are being written */
     uint32_t _q_head, _q_len, _q_cap, _inflight;
+    uint64_t _q_seq;      /* how many chunks were ever popped: the sequence number of _q[_q_head] */
+    uint64_t _latest_seq; /* sequence number of the vg_conn_send_latest chunk, or UINT64_MAX */
+    uint64_t _whole_seq;  /* sequence number of the vg_conn_send_whole chunk, or UINT64_MAX */
+    size_t _whole_len;    /* its length: not counted against max_outbound */
     size_t _q_bytes;   /* bytes queued, in flight included */
     uv_write_t *_wreq; /* from the worker's pool while a write is in flight, else NULL */
     uv_timer_t _timer;
@@ -83,6 +87,20 @@ int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk);
 /* Like vg_conn_send but ignores max_outbound: for the few small frames that must go out on the
  * way to closing (close frames, error responses). */
 int vg_conn_send_force(vg_conn_t *c, vg_chunk_t *chunk);
+/* Queues a copy of bytes of which only the newest matter (a WebSocket pong: RFC 6455 section
+ * 5.5.3 lets an endpoint answer only the most recent of several pings).  When the bytes queued
+ * by the previous call are still waiting (not yet being written) they are replaced in place, so
+ * a peer that sends such requests and never reads makes the conn hold at most two of them (one
+ * being written, one waiting), never a backlog, and costs no allocation per request.  `room`:
+ * the size to allocate when a new chunk is needed (the largest such message), so later ones fit
+ * in it.  Ignores max_outbound.  Returns 0 or VG_ECLOSED. */
+int vg_conn_send_latest(vg_conn_t *c, const void *data, size_t len, size_t room);
+/* Queues a chunk that may be larger than max_outbound (a large answer the peer asked for): it is
+ * accepted when the queue holds no more than max_outbound, and then not counted against the
+ * limit while it waits, so the small chunks that follow it are not refused while it drains.
+ * One at a time: while one waits, this behaves like vg_conn_send.  So a connection holds at most
+ * max_outbound bytes plus one such chunk plus one more.  Returns 0, VG_ECLOSED or VG_ELIMIT. */
+int vg_conn_send_whole(vg_conn_t *c, vg_chunk_t *chunk);
 /* Copies bytes into a new chunk and queues it, ignoring max_outbound like vg_conn_send_force. */
 int vg_conn_send_copy(vg_conn_t *c, const void *data, size_t len);
 /* Drops queued chunks that are not being written yet (before closing a slow consumer). */

@@ -355,9 +355,14 @@ static void on_event(vg_sio_t *es, vg_worker_t *w, json_t *args, int64_t id)
     r->es = vg__sio_ref(es);
     r->id = id;
     r->generation = es->sock->generation;
-    if (vg_rpc_call(app, w, es->sock->identity.user, name, params, on_rpc_done, r) != 0) {
+    /* Bounded per session and per user like native RPCs (rpc.h): past it, "busy" at once. */
+    vg_rpc_caller_t who = {es->conn_id, es->sock->identity.user, es->sock->identity.anonymous, NULL};
+    if (vg_rpc_call(app, w, &who, name, params, on_rpc_done, r) != 0) {
         if (id >= 0)
-            ack_error(es, w, id, "the call could not be made");
+            ack_error(es, w, id, who.busy != NULL ? who.busy : "the call could not be made");
+        else
+            vg_verbose("socket.io %s from %s: event '%s' dropped: %s", es->sid, es->peer, name,
+                       who.busy != NULL ? who.busy : "the call could not be made");
         vg__sio_unref(es);
         vg_free(r);
     }

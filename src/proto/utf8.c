@@ -145,3 +145,8 @@ size_t vg_utf8_truncate(const char *s, size_t len, size_t max)
     }
     return boundary;
 }
+
+size_t vg_utf8_prefix(const char *s, size_t max)
+{
+    return vg_utf8_truncate(s, strnlen(s, max), max);
+}

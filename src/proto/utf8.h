@@ -26,5 +26,8 @@ int vg_utf8_valid(const uint8_t *data, size_t len);
  * on a character boundary: where to cut a name quoted in a message so the message stays valid
  * UTF-8 (and JSON).  Stops before the first invalid byte, if any. */
 size_t vg_utf8_truncate(const char *s, size_t len, size_t max);
+/* The same for a NUL-terminated `s` (at most max bytes): where to cut a text that must stay
+ * valid UTF-8 (a JSON string, a close reason).  Use it as printf("%.*s", (int)n, s). */
+size_t vg_utf8_prefix(const char *s, size_t max);
 
 #endif

@@ -100,28 +100,13 @@ vg_chunk_t *vg_ws_frame_new(int opcode, const void *payload, size_t len)
     return c;
 }
 
-/* Length of the longest prefix of the NUL-terminated `s`, at most `max` bytes, that is complete
- * valid UTF-8.  A reason cut in the middle of a character (or a caller's invalid one) would make
- * the peer fail the connection with 1007 instead of closing cleanly. */
-static size_t utf8_prefix(const char *s, size_t max)
-{
-    vg_utf8_t v;
-    vg_utf8_init(&v);
-    size_t good = 0;
-    for (size_t i = 0; i < max && s[i] != '\0'; i++) {
-        if (vg_utf8_feed(&v, (const uint8_t *)s + i, 1) != 0)
-            break;
-        if (vg_utf8_complete(&v))
-            good = i + 1;
-    }
-    return good;
-}
-
 /* Writes a close frame into out (CLOSE_FRAME_MAX bytes of room) and returns its length.  Code 0
  * writes an empty payload: the answer to a peer's close that carried no code. */
 static size_t encode_close(uint8_t *out, int code, const char *reason)
 {
-    size_t rlen = code && reason ? utf8_prefix(reason, MAX_CLOSE_REASON) : 0;
+    /* Cut on a character boundary: a reason cut in the middle of one (or a caller's invalid one)
+     * would make the peer fail the connection with 1007 instead of closing cleanly. */
+    size_t rlen = code && reason ? vg_utf8_prefix(reason, MAX_CLOSE_REASON) : 0;
     size_t n = vg_ws_encode_header(out, VG_WS_OP_CLOSE, code ? 2 + rlen : 0);
     if (code) {
         out[n++] = (uint8_t)(code >> 8);
@@ -254,11 +239,15 @@ static int on_ping(vg_ws_t *ws, const uint8_t *p, size_t n)
 {
     if (ws->state != VG_WS_OPEN)
         return 0;
+    if (ws->_cb->on_ping != NULL && !ws->_cb->on_ping(ws, p, n))
+        return after_callback(ws);
+    if (ws->state != VG_WS_OPEN)
+        return after_callback(ws); /* the owner started closing: our close frame was the last */
     uint8_t frame[2 + MAX_CONTROL_PAYLOAD];
     size_t h = vg_ws_encode_header(frame, VG_WS_OP_PONG, n);
     if (n)
         memcpy(frame + h, p, n);
-    ws->_cb->send(ws, frame, h + n);
+    (ws->_cb->send_pong != NULL ? ws->_cb->send_pong : ws->_cb->send)(ws, frame, h + n);
     return after_callback(ws);
 }
 

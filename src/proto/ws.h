@@ -16,8 +16,9 @@
  *   - message (sum of fragments) over max_message_size                          -> close 1009
  *   - close frame with a 1-byte payload, an invalid code (<1000, 1004-1006, 1015, 1016-2999
  *     unassigned, >= 5000) or a reason that is not UTF-8                        -> close 1002/1007
- * Ping is answered with a pong carrying the same payload.  A close frame from the peer is
- * answered with a close frame echoing its code (or none if it had none) and then on_close.
+ * Ping is answered with a pong carrying the same payload (unless the owner's on_ping declines).  A
+ * close frame from the peer is answered with a close frame echoing its code (or none if it had
+ * none) and then on_close.
  */
 #ifndef VG_PROTO_WS_H
 #define VG_PROTO_WS_H
@@ -71,6 +72,16 @@ typedef struct vg_ws_callbacks_s {
      * received (or sent, on failure); 1005 when the peer's close carried none.  `reason` is
      * NUL-terminated, valid only during the call. */
     void (*on_close)(vg_ws_t *ws, int code, const char *reason, int failed);
+    /* A ping arrived.  Returns nonzero to answer it with a pong, zero to leave it unanswered
+     * (the owner's inbound rate limit; it may also vg_ws_start_close).  May be NULL: every ping
+     * is answered. */
+    int (*on_ping)(vg_ws_t *ws, const uint8_t *data, size_t len);
+    /* Sends a pong frame, like `send`; but only the newest pong matters (RFC 6455 section
+     * 5.5.3 lets an endpoint answer only the most recent of several pings), so the owner may
+     * replace a pong it queued and has not written yet with this one: a peer that pings and
+     * never reads then cannot make it queue pongs without limit.  May be NULL: `send` is
+     * used. */
+    void (*send_pong)(vg_ws_t *ws, const uint8_t *frame, size_t len);
 } vg_ws_callbacks_t;
 
 enum vg_ws_state { VG_WS_OPEN = 0, VG_WS_CLOSE_SENT, VG_WS_CLOSED };

@@ -19,6 +19,14 @@ static void add(vg_app_t *app, const char *path, unsigned methods, vg_http_handl
     vg_router_add(&app->router, &r);
 }
 
+const char *const vg_limit_names[VG_LIMIT_COUNT] = {
+    [VG_LIMIT_INBOUND_RATE] = "max-inbound-rate",
+    [VG_LIMIT_SUBSCRIPTIONS] = "max-subscriptions",
+    [VG_LIMIT_RPC_CONNECTION] = "max-rpc-inflight-per-connection",
+    [VG_LIMIT_RPC_USER] = "max-rpc-inflight-per-user",
+    [VG_LIMIT_RECOVERY_OUTBOUND] = "max-outbound-recovery",
+};
+
 void vg_app_init_base(vg_app_t *app, const vg_config_t *cfg)
 {
     memset(app, 0, sizeof(*app));

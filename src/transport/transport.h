@@ -11,6 +11,7 @@
 #define VG_TRANSPORT_TRANSPORT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "auth/auth.h"
@@ -63,6 +64,18 @@ typedef void (*vg_http_handler_cb)(vg_session_t *s, vg_http_request_t *req,
 
 typedef struct vg_state_s vg_state_t;
 
+/* Per-connection and per-user limits whose hits /metrics counts (vigil_limit_hits_total). */
+enum vg_limit {
+    VG_LIMIT_INBOUND_RATE,      /* a message or ping over --max-inbound-rate */
+    VG_LIMIT_SUBSCRIPTIONS,     /* a subscribe past --max-subscriptions */
+    VG_LIMIT_RPC_CONNECTION,    /* an rpc past --max-rpc-inflight-per-connection */
+    VG_LIMIT_RPC_USER,          /* an rpc past --max-rpc-inflight-per-user */
+    VG_LIMIT_RECOVERY_OUTBOUND, /* a channel's replay that did not fit in --max-outbound */
+    VG_LIMIT_COUNT
+};
+/* The metric label of each (the option's name). */
+extern const char *const vg_limit_names[VG_LIMIT_COUNT];
+
 typedef struct vg_app_s {
     const vg_config_t *cfg;
     vg_router_t router;
@@ -92,6 +105,8 @@ typedef struct vg_app_s {
     /* Metrics of the layers the API does not know (the profiles): appended to /metrics.  Set by
      * the cli; may be NULL. */
     void (*append_metrics)(struct vg_app_s *app, vg_buf_t *out);
+    atomic_uint_fast64_t limit_hits[VG_LIMIT_COUNT]; /* enum vg_limit */
+    struct vg_rpc_limits_s *rpc;                     /* transport/rpc.c: calls in flight */
 } vg_app_t;
 
 struct vg_session_s {
@@ -158,11 +173,25 @@ void vg_session_respond_raw(vg_session_t *s, vg_buf_t *response);
 /* Answers 101 and turns the connection into a WebSocket served by `endpoint`. */
 void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_endpoint_t *endpoint);
 
+/* The connection's inbound token bucket (--max-inbound-rate, refilled continuously), shared by
+ * messages and pings on every WebSocket endpoint.  Returns VG_RATE_OK (take it), or, over the
+ * rate, VG_RATE_REFUSED_FIRST for the first refusal in a one-second window (worth answering),
+ * VG_RATE_REFUSED, or VG_RATE_EXCEEDED once more than a whole rate's worth was refused within
+ * the window (the caller closes with 1008 "rate limit exceeded"). */
+enum { VG_RATE_OK, VG_RATE_REFUSED_FIRST, VG_RATE_REFUSED, VG_RATE_EXCEEDED };
+int vg__session_rate_take(vg_session_t *s);
+
 /* WebSocket sending: queues one frame chunk (shared; the caller keeps its reference).  A
  * connection whose queue would overflow is closed with 1008 "slow consumer".  Returns 0 or a
  * negative code when the frame was not queued. */
 int vg_session_ws_send(vg_session_t *s, vg_chunk_t *frame);
 int vg_session_ws_send_text(vg_session_t *s, const char *text, size_t len);
+/* Queues one large answer to the client's own request (a state snapshot): it goes out whole
+ * even past --max-outbound, as long as the queue is not already over the limit, and what
+ * follows it is not refused while it drains (vg_conn_send_whole), so a document larger than the
+ * limit reaches a client that reads instead of closing it into a reconnect loop.  A client that
+ * keeps asking without reading is still closed as a slow consumer. */
+int vg_session_ws_send_reply(vg_session_t *s, vg_chunk_t *frame);
 /* Starts the closing handshake with code and reason. */
 void vg_session_ws_close(vg_session_t *s, int code, const char *reason);
 
@@ -209,8 +238,11 @@ void vg_acks_replay(vg_session_t *s, const char *const *patterns, size_t n);
 void vg_acks_forget_replayed(vg_session_t *s);
 
 /* Recomputes membership of the worker's event-type listener list and the registry's view of the
- * subscriptions after a subscribe/unsubscribe. */
+ * subscriptions after a subscribe/unsubscribe (costs the number of subscriptions held). */
 void vg_session_subscriptions_changed(vg_session_t *s);
+/* The same after a subscribe that added exactly `patterns` (new subscriptions, in the order
+ * added): costs what was added, not what the connection already holds. */
+void vg_session_subscriptions_added(vg_session_t *s, const char *const *patterns, size_t n);
 
 /* After a held request was answered: parse what was pipelined behind it (session.c). */
 void vg_session_resume_http(vg_session_t *s);

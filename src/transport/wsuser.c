@@ -14,6 +14,7 @@
 #include "proto/channel.h"
 #include "core/hub.h"
 #include "util/alloc.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -117,6 +118,7 @@ void vg__wsuser_registry_init(vg_session_t *s)
     atomic_init(&e->messages_in, 0);
     atomic_init(&e->messages_out, 0);
     e->subscriptions = NULL;
+    e->_subs_len = e->_subs_cap = 0;
 }
 
 static void refuse(vg_session_t *s, const char *reason)
@@ -178,8 +180,7 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
         return;
     }
     s->registered = 1;
-    s->rate_tokens = s->app->cfg->max_inbound_rate;
-    s->rate_updated = s->rate_window = s->last_ping = loop_now(s);
+    s->last_ping = loop_now(s);
     vg_notice("conn %" PRIu64 " from %s: user %s connected on %s", s->conn->id, s->conn->peer,
               s->identity.user, s->endpoint->path);
     s->endpoint->on_open(s);
@@ -250,9 +251,6 @@ void vg__wsuser_timer(vg_session_t *s)
     vg__wsuser_schedule(s);
 }
 
-/* A token bucket of max_inbound_rate messages refilled continuously.  Messages over it are
- * answered with an error and dropped; a client still sending after a whole rate's worth of
- * refused messages within one second is closed. */
 /* The rate-limit error answers the request it refused, so it carries that request's id. */
 static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
 {
@@ -269,33 +267,24 @@ static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
     json_decref(req);
 }
 
+/* Messages take from the connection's --max-inbound-rate bucket (vg__session_rate_take, shared
+ * with pings).  The first message refused in a second is answered with an error and every
+ * refused one is dropped; a client still sending a whole rate's worth past it within one second
+ * is closed. */
 int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len)
 {
-    double rate = s->app->cfg->max_inbound_rate;
-    uint64_t now = loop_now(s);
     atomic_store_explicit(&s->reg.messages_in,
                           atomic_load_explicit(&s->reg.messages_in, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    s->rate_tokens += (double)(now - s->rate_updated) * rate / 1000.0;
-    if (s->rate_tokens > rate)
-        s->rate_tokens = rate;
-    s->rate_updated = now;
-    if (s->rate_tokens >= 1.0) {
-        s->rate_tokens -= 1.0;
-        return 1;
-    }
-    if (now - s->rate_window >= 1000) {
-        s->rate_window = now;
-        s->rate_overflow = 0;
-    }
-    if (s->rate_overflow++ == 0) {
+    int r = vg__session_rate_take(s);
+    if (r == VG_RATE_REFUSED_FIRST) {
         send_rate_limited(s, data, len);
-    } else if (s->rate_overflow > (unsigned)rate) {
+    } else if (r == VG_RATE_EXCEEDED) {
         vg_notice("conn %" PRIu64 " from %s: user %s closed: rate limit exceeded", s->conn->id,
                   s->conn->peer, s->identity.user);
         vg_session_ws_close(s, VG_WS_CLOSE_POLICY, "rate limit exceeded");
     }
-    return 0;
+    return r == VG_RATE_OK;
 }
 
 int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason)
@@ -340,7 +329,9 @@ static void append_pattern(const char *pattern, size_t len, void *arg)
     json_array_append_new(arg, json_stringn(pattern, len));
 }
 
-void vg_session_subscriptions_changed(vg_session_t *s)
+/* A session with event-type filters and no channel subscription hears every channel it may
+ * read, through the worker's list of such listeners. */
+static void update_type_listener(vg_session_t *s)
 {
     vg_worker_t *w = s->conn->worker;
     int listen = s->num_event_types > 0 && vg_subscriber_count(&s->subscriber) == 0;
@@ -349,10 +340,28 @@ void vg_session_subscriptions_changed(vg_session_t *s)
     else if (!listen && s->_tl_listed)
         vg_hub_type_listener_remove(w, &s->subscriber);
     s->_tl_listed = listen;
+}
+
+void vg_session_subscriptions_changed(vg_session_t *s)
+{
+    update_type_listener(s);
     json_t *list = json_array();
     vg_subscriber_each(&s->subscriber, append_pattern, list);
     vg_registry_set_subscriptions(s->app->registry, &s->reg, json_dumps(list, JSON_COMPACT));
     json_decref(list);
+}
+
+void vg_session_subscriptions_added(vg_session_t *s, const char *const *patterns, size_t n)
+{
+    update_type_listener(s);
+    vg_buf_t items = VG_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        vg_buf_append_str(&items, items.len > 0 ? ",\"" : "\"");
+        vg_buf_append_json_escaped(&items, patterns[i], strlen(patterns[i]));
+        vg_buf_append_str(&items, "\"");
+    }
+    vg_registry_append_subscriptions(s->app->registry, &s->reg, items.base, items.len);
+    vg_buf_dispose(&items);
 }
 
 static int type_wanted(const vg_session_t *s, const char *type)

@@ -13,6 +13,7 @@
 #include "proto/channel.h"
 #include "core/subs.h"
 #include "util/alloc.h"
+#include "util/error.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HAVE_ASAN 1
@@ -227,6 +228,40 @@ static void test_duplicate_add(void **state)
     assert_int_equal(match(s, many, 50, "hot.42").calls, 50);
     for (size_t i = 0; i < 50; i++)
         vg_subs_remove_all(s, &many[i]);
+    vg_subs_free(s);
+}
+
+/* vg_subs_set_limit: past the limit nothing is added (and no index node is left behind), a
+ * duplicate is still fine, a removal makes room, and other subscribers are not affected. */
+static void test_limit(void **state)
+{
+    (void)state;
+    vg_subs_t *s = vg_subs_new();
+    vg_subscriber_t subs[2];
+    init_subs(subs, 2);
+    assert_int_equal(vg_subs_limit(s), 0);
+    vg_subs_set_limit(s, 3);
+    assert_int_equal(vg_subs_limit(s), 3);
+    assert_int_equal(add(s, &subs[0], "a.b"), 1);
+    assert_int_equal(add(s, &subs[0], "a.*"), 1);
+    assert_int_equal(add(s, &subs[0], "a.>"), 1);
+    size_t heap = heap_in_use();
+    assert_int_equal(add(s, &subs[0], "c.d"), VG_ELIMIT);
+    assert_int_equal(add(s, &subs[0], "c.*.e"), VG_ELIMIT);
+    assert_int_equal(add(s, &subs[0], "c.>"), VG_ELIMIT);
+    assert_int_equal(heap_in_use(), heap); /* refused without creating anything */
+    assert_int_equal(add(s, &subs[0], "a.*"), 0);
+    assert_int_equal(vg_subscriber_count(&subs[0]), 3);
+    assert_true(vg_subs_contains(s, &subs[0], "a.*", 3));
+    assert_false(vg_subs_contains(s, &subs[0], "c.d", 3));
+    assert_false(vg_subs_contains(s, &subs[1], "a.*", 3));
+    assert_int_equal(match(s, subs, 2, "c.d").calls, 0);
+    assert_int_equal(add(s, &subs[1], "c.d"), 1);
+    assert_int_equal(del(s, &subs[0], "a.b"), 1);
+    assert_int_equal(add(s, &subs[0], "c.d"), 1);
+    assert_int_equal(match(s, subs, 2, "c.d").calls, 2);
+    vg_subs_remove_all(s, &subs[0]);
+    vg_subs_remove_all(s, &subs[1]);
     vg_subs_free(s);
 }
 
@@ -608,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_patterns),
         cmocka_unit_test(test_exactly_once),
         cmocka_unit_test(test_duplicate_add),
+        cmocka_unit_test(test_limit),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_remove_all),
         cmocka_unit_test(test_each_order),

@@ -458,6 +458,30 @@ static void test_truncate(void **state)
     assert_int_equal(vg_utf8_truncate("", 0, 10), 0);
 }
 
+/* vg_utf8_prefix: the longest complete valid prefix within max bytes, stopping at a NUL. */
+static void test_prefix(void **state)
+{
+    (void)state;
+    assert_int_equal(vg_utf8_prefix("abc", 10), 3);
+    assert_int_equal(vg_utf8_prefix("abc", 2), 2);
+    assert_int_equal(vg_utf8_prefix("ab\xc3\xa9", 3), 2); /* inside "é" */
+    assert_int_equal(vg_utf8_prefix("ab\xc3\xa9", 4), 4);
+    assert_int_equal(vg_utf8_prefix("\xe2\x82\xac\xe2\x82\xac", 5), 3); /* inside a "€" */
+    assert_int_equal(vg_utf8_prefix("\xf0\x9f\x9a\x80x", 4), 4);
+    assert_int_equal(vg_utf8_prefix("\xf0\x9f\x9a\x80x", 3), 0);
+    assert_int_equal(vg_utf8_prefix("ok\xffno", 10), 2); /* stops at invalid bytes */
+    assert_int_equal(vg_utf8_prefix("ok\xc3", 10), 2);   /* and at a truncated end */
+    assert_int_equal(vg_utf8_prefix("", 10), 0);
+    assert_int_equal(vg_utf8_prefix("abc", 0), 0);
+    /* Every cut of a mixed string is a character boundary and valid. */
+    const char *mixed = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x9a\x80z";
+    for (size_t max = 0; max <= strlen(mixed) + 1; max++) {
+        size_t n = vg_utf8_prefix(mixed, max);
+        assert_true(n <= max && vg_utf8_valid((const uint8_t *)mixed, n));
+        assert_true(n == strlen(mixed) || n + 4 > max);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_exhaustive_four),
         cmocka_unit_test(test_random_mixed),
         cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

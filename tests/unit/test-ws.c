@@ -633,6 +633,53 @@ static void test_ping_pong(void **state)
     vg_buf_dispose(&in);
 }
 
+/* The owner's on_ping decides which pings are answered (a rate limit), and pongs go through
+ * send_pong when it is set (the owner coalesces them), never through send. */
+static int pings_seen;
+static vg_buf_t pongs_sent;
+
+static int on_ping_every_other(vg_ws_t *ws, const uint8_t *data, size_t len)
+{
+    (void)ws;
+    (void)data;
+    assert_true(len <= 125);
+    return pings_seen++ % 2 == 0;
+}
+
+static void on_send_pong(vg_ws_t *ws, const uint8_t *frame_bytes, size_t len)
+{
+    (void)ws;
+    vg_buf_append(&pongs_sent, frame_bytes, len);
+}
+
+static void test_ping_owner_callbacks(void **state)
+{
+    (void)state;
+    static const vg_ws_callbacks_t cbs = {on_message,          on_pong,     on_send, on_close,
+                                          on_ping_every_other, on_send_pong};
+    opts_t o = {0};
+    rec_t *r = calloc(1, sizeof(*r));
+    r->o = &o;
+    vg_ws_init(&r->ws, &cbs, BIG, r);
+    pings_seen = 0;
+    pongs_sent = VG_BUF_INIT;
+    vg_buf_t in = VG_BUF_INIT;
+    frame_str(&in, FIN | PING, "one");
+    frame_str(&in, FIN | PING, "two");
+    frame_str(&in, FIN | PING, "three");
+    frame_str(&in, FIN | TEXT, "after");
+    feed_piece(r, (const uint8_t *)in.base, in.len);
+    assert_int_equal(pings_seen, 3);
+    assert_int_equal(pongs_sent.len, 2 + 3 + 2 + 5);
+    assert_memory_equal(pongs_sent.base, "\x8a\x03one\x8a\x05three", pongs_sent.len);
+    assert_int_equal(r->sent.len, 0); /* nothing through send */
+    assert_int_equal(r->nmsg, 1);     /* and the stream goes on */
+    assert_int_equal(r->ws.state, VG_WS_OPEN);
+    vg_buf_dispose(&pongs_sent);
+    vg_buf_dispose(&in);
+    rec_free(r);
+}
+
 static void test_pong_reported(void **state)
 {
     (void)state;
@@ -1458,6 +1505,7 @@ int main(void)
         cmocka_unit_test(test_length_boundaries),
         cmocka_unit_test(test_non_minimal_length_accepted),
         cmocka_unit_test(test_ping_pong),
+        cmocka_unit_test(test_ping_owner_callbacks),
         cmocka_unit_test(test_pong_reported),
         cmocka_unit_test(test_interleaved_control),
         cmocka_unit_test(test_close_echo),
