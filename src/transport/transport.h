@@ -31,13 +31,13 @@ typedef struct vg_session_s vg_session_t;
 
 /* How a profile endpoint departs from the server-wide options (zero fields: the server's). */
 typedef struct vg_endpoint_policy_s {
-    int anonymous;          /* no token needed: every client is user "anonymous" */
-    int max_per_user;       /* connections one user may hold on this endpoint's users */
-    int replace_previous;   /* a user's new connection closes their previous one here */
-    double ping_interval;   /* seconds */
-    double ping_timeout;    /* seconds */
-    const char *ping_text;  /* the server's ping as a text message (e.g. {"type":"ping"}), not a
-                               WebSocket ping frame */
+    int anonymous;         /* no token needed: every client is user "anonymous" */
+    int max_per_user;      /* connections one user may hold on this endpoint's users */
+    int replace_previous;  /* a user's new connection closes their previous one here */
+    double ping_interval;  /* seconds */
+    double ping_timeout;   /* seconds */
+    const char *ping_text; /* the server's ping as a text message (e.g. {"type":"ping"}), not a
+                              WebSocket ping frame */
     /* Called once the user is known, before the per-user limit and replace_previous: may adjust
      * s->identity or refuse (nonzero; the socket is closed with 1008 and *reason, a static
      * string).  May be NULL.  Seed 003's path user id must match the token's. */
@@ -88,9 +88,9 @@ typedef struct vg_app_s {
     struct vg_store_s *store; /* durable data in --data-dir */
     vg_registry_t *registry;
     vg_patterns_t default_channels;
-    vg_patterns_t allowed_origins; /* empty: any origin */
-    vg_patterns_t ack_channels;    /* acknowledged-delivery channels */
-    vg_acks_t acks;                /* acknowledged delivery (its channels: ack_channels) */
+    vg_patterns_t allowed_origins;  /* empty: any origin */
+    vg_patterns_t ack_channels;     /* acknowledged-delivery channels */
+    vg_acks_t acks;                 /* acknowledged delivery (its channels: ack_channels) */
     vg_patterns_t durable_channels; /* history kept in the store */
     struct vg_durable_s *durable;   /* durable channels (broker/durable.h), or NULL */
     int64_t started_ms;
@@ -112,11 +112,11 @@ typedef struct vg_app_s {
 struct vg_session_s {
     vg_conn_t *conn;
     vg_app_t *app;
-    vg_http_parser_t *http;           /* while the connection speaks HTTP */
-    vg_ws_t *ws;                      /* once it is a WebSocket */
-    int sse;                          /* a Server-Sent Events stream (transport/sse.c) */
-    struct vg_poll_s *poll;           /* a long-poll request being held (transport/poll.c) */
-    vg_buf_t stash;                   /* bytes pipelined behind a held long-poll */
+    vg_http_parser_t *http; /* while the connection speaks HTTP */
+    vg_ws_t *ws;            /* once it is a WebSocket */
+    int sse;                /* a Server-Sent Events stream (transport/sse.c) */
+    struct vg_poll_s *poll; /* a long-poll request being held (transport/poll.c) */
+    vg_buf_t stash;         /* bytes pipelined behind a held long-poll */
     /* A request a profile holds unanswered (a Socket.IO long-poll GET): while set, pipelined
      * bytes are stashed as for `poll`, and it is called if the connection closes first. */
     void (*on_held_close)(vg_session_t *s);
@@ -134,12 +134,12 @@ struct vg_session_s {
     size_t num_event_types;
     vg_reg_entry_t reg; /* in the registry while registered */
     int registered;
-    uint64_t last_seen;                /* loop ms of the last bytes from the peer */
-    uint64_t last_ping;                /* loop ms of our last ping */
-    double rate_tokens;                /* inbound rate limit bucket */
-    uint64_t rate_updated;             /* loop ms */
-    uint64_t rate_window;              /* loop ms at which the current overflow window started */
-    unsigned rate_overflow;            /* messages over the limit in the current window */
+    uint64_t last_seen;     /* loop ms of the last bytes from the peer */
+    uint64_t last_ping;     /* loop ms of our last ping */
+    double rate_tokens;     /* inbound rate limit bucket */
+    uint64_t rate_updated;  /* loop ms */
+    uint64_t rate_window;   /* loop ms at which the current overflow window started */
+    unsigned rate_overflow; /* messages over the limit in the current window */
     int _tl_listed; /* on the worker's event-type listener list (vg_hub_type_listener_add) */
     /* Ids of acknowledged-delivery messages just replayed from the store, which may still come
      * through live once (published right around the subscribe). */
@@ -219,12 +219,6 @@ int vg_session_user_limit(const vg_session_t *s);
 /* Tells the user's other native WebSockets that a message was acked (except conn except_id, 0:
  * none), so their dashboards drop it: {"type":"acked","id":...}. */
 void vg_notify_acked(vg_app_t *app, const char *user, const char *msg_id, uint64_t except_id);
-
-/* Authenticates an HTTP request: a user token (?token=, Authorization: Bearer) or, when
- * allow_api_key, the API key (Bearer or X-API-Key).  Returns 0 and fills *id (dispose it) and
- * *is_api_key, or VG_EAUTH with a reason. */
-int vg_session_http_auth(vg_session_t *s, vg_http_request_t *req, int allow_api_key,
-                         vg_identity_t *id, int *is_api_key, const char **reason);
 
 /* Every session is a subscriber of the hub: sets s->subscriber up to deliver through the
  * session's filters (vg_session_deliver). */
