@@ -77,7 +77,7 @@ void vg_identity_dispose(vg_identity_t *id);
 /* Mints a token (for `vigil token`, the demo and tests): alg HS256/HS384/HS512 with the secret;
  * claims sub, iat, exp = now + ttl (no exp when ttl <= 0), admin when set, channels from a
  * comma-separated list when not NULL.  Returns a heap string (vg_free) or NULL on error. */
-char *vg_auth_mint_token(const char *secret, const char *alg, const char *sub, long ttl,
-                         int admin, const char *channels_csv);
+char *vg_auth_mint_token(const char *secret, const char *alg, const char *sub, long ttl, int admin,
+                         const char *channels_csv);
 
 #endif

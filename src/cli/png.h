@@ -42,6 +42,4 @@ int vg_image_text_width(const char *text, int scale);
 /* Appends the image as a PNG (8-bit RGB, not interlaced). */
 void vg_png_encode(const vg_image_t *img, vg_buf_t *out);
 
-
-
 #endif

@@ -18,7 +18,7 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define MAX_ID_LEN        128
+#define MAX_ID_LEN 128
 
 int vg_acks_is_ack_channel(const vg_acks_t *a, const char *channel)
 {

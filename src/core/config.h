@@ -61,7 +61,7 @@ typedef struct vg_config_s {
     double rpc_timeout;
     int max_rpc_inflight_per_connection; /* backend calls waiting, per connection */
     int max_rpc_inflight_per_user;       /* and per user */
-    int demo;             /* serve --demo: the simulated fleet and a demo login */
+    int demo;                            /* serve --demo: the simulated fleet and a demo login */
     int demo_cameras;
     /* compatibility profiles (docs/profiles/) */
     char *profiles; /* comma-separated names, or "all" */

@@ -71,8 +71,8 @@ struct vg_conn_s {
     uint64_t _latest_seq; /* sequence number of the vg_conn_send_latest chunk, or UINT64_MAX */
     uint64_t _whole_seq;  /* sequence number of the vg_conn_send_whole chunk, or UINT64_MAX */
     size_t _whole_len;    /* its length: not counted against max_outbound */
-    size_t _q_bytes;   /* bytes queued, in flight included */
-    uv_write_t *_wreq; /* from the worker's pool while a write is in flight, else NULL */
+    size_t _q_bytes;      /* bytes queued, in flight included */
+    uv_write_t *_wreq;    /* from the worker's pool while a write is in flight, else NULL */
     uv_timer_t _timer;
     int _pending_handles; /* handles still to be closed before the conn can be freed */
     vg_conn_t *_flush_next;

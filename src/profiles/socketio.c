@@ -356,7 +356,8 @@ static void on_event(vg_sio_t *es, vg_worker_t *w, json_t *args, int64_t id)
     r->id = id;
     r->generation = es->sock->generation;
     /* Bounded per session and per user like native RPCs (rpc.h): past it, "busy" at once. */
-    vg_rpc_caller_t who = {es->conn_id, es->sock->identity.user, es->sock->identity.anonymous, NULL};
+    vg_rpc_caller_t who = {es->conn_id, es->sock->identity.user, es->sock->identity.anonymous,
+                           NULL};
     if (vg_rpc_call(app, w, &who, name, params, on_rpc_done, r) != 0) {
         if (id >= 0)
             ack_error(es, w, id, who.busy != NULL ? who.busy : "the call could not be made");

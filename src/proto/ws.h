@@ -89,26 +89,26 @@ enum vg_ws_state { VG_WS_OPEN = 0, VG_WS_CLOSE_SENT, VG_WS_CLOSED };
 struct vg_ws_s {
     void *data; /* public: the owner's pointer */
     /* read-only */
-    int state;             /* enum vg_ws_state */
-    uint64_t bytes_in;     /* payload bytes received (for stats) */
+    int state;         /* enum vg_ws_state */
+    uint64_t bytes_in; /* payload bytes received (for stats) */
     /* private */
     const vg_ws_callbacks_t *_cb;
     size_t _max_message_size;
     /* frame parser */
-    int _fstate;           /* position inside the frame header/payload */
-    uint8_t _hdr[14];      /* header bytes gathered so far */
-    size_t _hdr_len;       /* bytes gathered in _hdr */
-    size_t _hdr_need;      /* bytes the complete header needs */
-    int _fin, _opcode;     /* of the current frame */
+    int _fstate;       /* position inside the frame header/payload */
+    uint8_t _hdr[14];  /* header bytes gathered so far */
+    size_t _hdr_len;   /* bytes gathered in _hdr */
+    size_t _hdr_need;  /* bytes the complete header needs */
+    int _fin, _opcode; /* of the current frame */
     uint8_t _mask[4];
     uint64_t _payload_len; /* of the current frame */
     uint64_t _payload_got; /* of the current frame, so far */
     /* message layer */
-    int _msg_opcode;       /* TEXT/BINARY of the message in progress, 0 if none */
-    size_t _msg_len;       /* payload bytes of the message in progress so far (all fragments) */
-    vg_buf_t _msg;         /* reassembled payload of the message in progress */
-    vg_buf_t _ctl;         /* payload of the control frame in progress */
-    vg_utf8_t _utf8;       /* incremental validator for the text message in progress */
+    int _msg_opcode; /* TEXT/BINARY of the message in progress, 0 if none */
+    size_t _msg_len; /* payload bytes of the message in progress so far (all fragments) */
+    vg_buf_t _msg;   /* reassembled payload of the message in progress */
+    vg_buf_t _ctl;   /* payload of the control frame in progress */
+    vg_utf8_t _utf8; /* incremental validator for the text message in progress */
 };
 
 /* Prepares `ws` for a new connection.  max_message_size bounds one reassembled message. */

@@ -38,12 +38,12 @@ typedef struct vg_store_s vg_store_t;
 
 /* A message of an acknowledged-delivery channel. */
 typedef struct vg_store_ack_msg_s {
-    int64_t seq;          /* out: store-wide insertion order, increasing (ignored on append) */
-    const char *channel;  /* a channel name */
-    const char *id;       /* the message id, unique across the store */
-    const char *type;     /* the application's event type; may be NULL */
-    const char *data;     /* JSON text of the payload */
-    size_t data_len;      /* bytes of data */
+    int64_t seq;         /* out: store-wide insertion order, increasing (ignored on append) */
+    const char *channel; /* a channel name */
+    const char *id;      /* the message id, unique across the store */
+    const char *type;    /* the application's event type; may be NULL */
+    const char *data;    /* JSON text of the payload */
+    size_t data_len;     /* bytes of data */
     /* JSON object text of the publisher's envelope fields (hub.h vg_publish_t.extra), so that a
      * replayed message has the same top-level fields as the live one; NULL when none. */
     const char *extra;

@@ -193,8 +193,8 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
         goto refused;
     }
     vg__wsuser_registry_init(s);
-    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user,
-                        vg_session_user_limit(s)) != 0) {
+    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user, vg_session_user_limit(s)) !=
+        0) {
         vg_app_count_refusal(s->app, "too many connections");
         vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
         goto refused;

@@ -156,7 +156,7 @@ static void test_restore_resumes_offsets(void **state)
     vg_memory_broker_restore_channel(f->broker, "d.a", 41, "feedfacefeedface");
     static const char text[] = "{\"type\":\"t\",\"channel\":\"d.a\",\"offset\":41,\"data\":1}";
     vg_memory_broker_restore_message(f->broker, "d.a", 41, (int64_t)time(NULL) * 1000, "t", text,
-                           sizeof(text) - 1);
+                                     sizeof(text) - 1);
     publish(f, "d.a", 1);
     size_t n;
     vg_recovery_t r = recover(f, "d.a", 40, "feedfacefeedface", &n);

@@ -18,8 +18,8 @@ static void make_router(vg_router_t *r)
     vg_router_add(r, &(vg_route_t){"/healthz", VG_M_GET | VG_M_HEAD, &h_health, NULL});
     vg_router_add(r, &(vg_route_t){"/ws", VG_M_GET, &h_ws, NULL});
     vg_router_add(r, &(vg_route_t){"/ws/alerts/{user_id}", VG_M_GET, &h_alerts, NULL});
-    vg_router_add(r, &(vg_route_t){"/api/state/{name}", VG_M_GET | VG_M_PUT | VG_M_PATCH,
-                                   &h_alerts, NULL});
+    vg_router_add(
+        r, &(vg_route_t){"/api/state/{name}", VG_M_GET | VG_M_PUT | VG_M_PATCH, &h_alerts, NULL});
     vg_router_add(r, &(vg_route_t){"/*", VG_M_ANY, &h_static, NULL});
 }
 
