@@ -52,7 +52,7 @@ static int add_broadcasts(vg_app_t *app, char *err, size_t errlen)
 
 int vg_serve_init(vg_app_t *app, const vg_config_t *cfg, int workers, char *err, size_t errlen)
 {
-    vg_app_init_base(app, cfg);
+    vg_transport_init(app, cfg);
     app->started_ms = vg_wall_ms();
     app->http_limits.max_header_bytes = cfg->max_header_size;
     app->http_limits.max_body_bytes = cfg->max_body_size;
@@ -132,7 +132,7 @@ void vg_serve_dispose(vg_app_t *app)
     vg_patterns_dispose(&app->allowed_origins);
     vg_patterns_dispose(&app->ack_channels);
     vg_patterns_dispose(&app->durable_channels);
-    vg_app_dispose_base(app);
+    vg_transport_dispose(app);
 }
 
 static void on_worker_start(vg_worker_t *w)

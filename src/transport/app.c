@@ -7,11 +7,6 @@
 #include "transport/internal.h"
 #include "util/alloc.h"
 
-static void handle_websocket(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
-{
-    vg_session_upgrade(s, req, m->route->extra);
-}
-
 static void add(vg_app_t *app, const char *path, unsigned methods, vg_http_handler_cb handler,
                 const void *extra)
 {
@@ -27,7 +22,7 @@ const char *const vg_limit_names[VG_LIMIT_COUNT] = {
     [VG_LIMIT_RECOVERY_OUTBOUND] = "max-outbound-recovery",
 };
 
-void vg_app_init_base(vg_app_t *app, const vg_config_t *cfg)
+void vg__app_init(vg_app_t *app, const vg_config_t *cfg)
 {
     memset(app, 0, sizeof(*app));
     pthread_mutex_init(&app->refusals_lock, NULL);
@@ -35,7 +30,7 @@ void vg_app_init_base(vg_app_t *app, const vg_config_t *cfg)
     vg_router_init(&app->router);
 }
 
-void vg_app_dispose_base(vg_app_t *app)
+void vg__app_dispose(vg_app_t *app)
 {
     vg_router_dispose(&app->router);
     pthread_mutex_destroy(&app->refusals_lock);
@@ -50,11 +45,6 @@ void vg_app_route_ex(vg_app_t *app, const char *path, unsigned methods, vg_http_
                      const void *extra)
 {
     add(app, path, methods, handler, extra);
-}
-
-void vg_app_route_ws(vg_app_t *app, const char *path, const vg_ws_endpoint_t *endpoint)
-{
-    add(app, path, VG_M_GET, handle_websocket, endpoint);
 }
 
 void vg_app_count_refusal(vg_app_t *app, const char *reason)

@@ -8,6 +8,33 @@
 
 #include "transport/transport.h"
 
+/*
+ * The order of the files here, bottom up; each calls only those before it:
+ *   router, app          the route table, refusal and limit counts
+ *   session              a connection's HTTP and WebSocket life
+ *   wsuser               who a stream is: auth, registry, heartbeats, rate, delivery filters
+ *   stream, replay       what SSE and long-poll share; acknowledged messages replayed
+ *   sse, poll, native, echo, rpc   the transports themselves
+ *   init                 vg_transport_init: wires the hooks below
+ * session.c reaches the user side through app->wsuser and a fallback stream through its
+ * endpoint's deliver/on_timer/on_close, never by calling up.
+ */
+
+/* The user side of a stream (wsuser.c) as the connection code (session.c) calls it. */
+typedef struct vg_wsuser_ops_s {
+    int (*preupgrade)(vg_session_t *s, vg_http_request_t *req, const char **fail_reason);
+    void (*open)(vg_session_t *s, const char *fail_reason);
+    void (*seen)(vg_session_t *s, size_t bytes);
+    int (*admit)(vg_session_t *s, const uint8_t *data, size_t len);
+    void (*timer)(vg_session_t *s);
+    void (*cleanup)(vg_session_t *s);
+} vg_wsuser_ops_t;
+extern const vg_wsuser_ops_t vg__wsuser_ops;
+
+/* The context's route table and counters (app.c), under vg_transport_init. */
+void vg__app_init(vg_app_t *app, const vg_config_t *cfg);
+void vg__app_dispose(vg_app_t *app);
+
 /* The WebSocket user side (transport/wsuser.c), called by session.c. */
 /* Before the 101: checks Origin and authenticates.  Returns 0 to go on (with *fail_reason set
  * when the socket must be closed with 1008 right after the handshake), or an HTTP status already
@@ -33,11 +60,7 @@ void vg__wsuser_cleanup(vg_session_t *s);
 /* Replaces the identity (refresh); returns 0 or VG_EAUTH with reason. */
 int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const char **reason);
 
-/* Queues one delivered message on an SSE stream. */
-void vg_sse_send(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
-                 vg_chunk_t *frame);
-/* The stream's timer fired (heartbeat comment, token expiry). */
-void vg_sse_timer(vg_session_t *s);
+/* What SSE and long-poll share (stream.c). */
 
 /* Reads ?channels=a,b into out[] (pointers into buf), checking names and permissions; answers
  * 400/403 itself.  Returns the count or -1. */
@@ -67,12 +90,8 @@ typedef struct vg_stream_sub_s {
 } vg_stream_sub_t;
 void vg__stream_subscribe_all(void *arg);
 
-/* A message for a held poll: answers it. */
-void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
-                     vg_chunk_t *frame);
-/* The held poll's timer fired: answers with what it has (nothing). */
-void vg_poll_timeout(vg_session_t *s);
-/* Frees a held poll's state (connection closing). */
-void vg_poll_dispose(vg_session_t *s);
+/* Nonzero (and forgets it) when this acknowledged-delivery message was just replayed (the ids are
+ * noted by replay.c in s->replayed). */
+int vg__wsuser_already_replayed(vg_session_t *s, const char *id);
 
 #endif

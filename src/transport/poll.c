@@ -34,8 +34,6 @@ typedef struct vg_poll_s {
     size_t num_pos;
 } poll_t;
 
-static const vg_ws_endpoint_t poll_endpoint = {.path = "/api/poll", .authenticate = 1};
-
 static void set_pos(poll_t *p, const char *channel, size_t len, uint64_t offset)
 {
     if (offset == 0 && p->num_pos > 0)
@@ -65,7 +63,7 @@ static void add_message(poll_t *p, const char *channel, size_t len, uint64_t off
     set_pos(p, channel, len, offset);
 }
 
-void vg_poll_dispose(vg_session_t *s)
+static void poll_dispose(vg_session_t *s)
 {
     poll_t *p = s->poll;
     if (p == NULL)
@@ -98,15 +96,15 @@ static void finish(vg_session_t *s)
     memset(&s->identity, 0, sizeof(s->identity));
     s->event_types = NULL;
     s->num_event_types = 0;
-    vg_poll_dispose(s);
+    poll_dispose(s);
     vg_session_respond(s, 200, "application/json", "Cache-Control: no-store\r\n", body.base,
                        body.len);
     vg_buf_dispose(&body);
     vg_session_resume_http(s);
 }
 
-void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
-                     vg_chunk_t *frame)
+static void poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                         vg_chunk_t *frame)
 {
     add_message(s->poll, channel, channel_len, offset, frame);
     /* Answered from the timer, not here: this runs inside the index's match loop, which must not
@@ -115,10 +113,18 @@ void vg_poll_deliver(vg_session_t *s, const char *channel, size_t channel_len, u
         vg_conn_timer_start(s->conn, 0);
 }
 
-void vg_poll_timeout(vg_session_t *s)
+static void poll_timeout(vg_session_t *s)
 {
     finish(s);
 }
+
+static const vg_ws_endpoint_t poll_endpoint = {
+    .path = "/api/poll",
+    .authenticate = 1,
+    .on_close = poll_dispose,
+    .deliver = poll_deliver,
+    .on_timer = poll_timeout,
+};
 
 /* since=a:12,b:7 -> recovery requests (any epoch: the client only has offsets), each for a
  * channel of the request.  Returns the count, or -1 when malformed. */

@@ -2,13 +2,13 @@
  * Acknowledged-delivery messages replayed to a stream when it subscribes: every message the user
  * has not acked on the channels it asked for, oldest first, before the live stream.  A message
  * published just before the replay may also arrive live once; the ids replayed in the last
- * moments are remembered so that copy is dropped (vg_session_already_replayed).
+ * moments are remembered so that copy is dropped (vg__wsuser_already_replayed).
  */
 #include <inttypes.h>
 #include <string.h>
 
 #include "core/acks.h"
-#include "transport/transport.h"
+#include "transport/internal.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -48,31 +48,4 @@ void vg_acks_replay(vg_session_t *s, const char *const *patterns, size_t n)
                              &r) < 0)
         vg_warning("conn %" PRIu64 ": pending acknowledged messages could not be read",
                    s->conn->id);
-}
-
-int vg_session_already_replayed(vg_session_t *s, const char *id)
-{
-    if (s->num_replayed == 0)
-        return 0;
-    if (uv_now(&s->conn->worker->loop) > s->replayed_until) {
-        vg_acks_forget_replayed(s);
-        return 0;
-    }
-    for (size_t i = 0; i < s->num_replayed; i++) {
-        if (strcmp(s->replayed[i], id) == 0) {
-            vg_free(s->replayed[i]);
-            s->replayed[i] = s->replayed[--s->num_replayed];
-            return 1;
-        }
-    }
-    return 0;
-}
-
-void vg_acks_forget_replayed(vg_session_t *s)
-{
-    for (size_t i = 0; i < s->num_replayed; i++)
-        vg_free(s->replayed[i]);
-    vg_free(s->replayed);
-    s->replayed = NULL;
-    s->num_replayed = 0;
 }

@@ -249,7 +249,7 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
                                  "Sec-WebSocket-Key must be 16 bytes in base64", NULL);
         return;
     }
-    if (s->app->cfg->refuse_websocket && ep != &vg_echo_endpoint) {
+    if (s->app->cfg->refuse_websocket && !ep->open_when_refused) {
         /* For testing clients' fallback: what a proxy that blocks WebSocket does. */
         vg_app_count_refusal(s->app, "websocket refused by configuration");
         vg_session_respond_error(s, 403, "websocket_refused",
@@ -260,7 +260,7 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
     }
     const char *fail_reason = NULL;
     s->endpoint = ep; /* its policy decides how to authenticate */
-    if (ep->authenticate && vg__wsuser_preupgrade(s, req, &fail_reason) != 0) {
+    if (ep->authenticate && s->app->wsuser->preupgrade(s, req, &fail_reason) != 0) {
         s->endpoint = NULL;
         return;
     }
@@ -286,7 +286,7 @@ void vg_session_upgrade(vg_session_t *s, vg_http_request_t *req, const vg_ws_end
     vg_verbose("conn %" PRIu64 " from %s: WebSocket open on %.*s", s->conn->id, s->conn->peer,
                (int)req->path.len, req->path.base);
     if (ep->authenticate)
-        vg__wsuser_open(s, fail_reason);
+        s->app->wsuser->open(s, fail_reason);
     else
         ep->on_open(s);
 }
@@ -344,7 +344,7 @@ void vg_session_ws_close(vg_session_t *s, int code, const char *reason)
 static void on_ws_message(vg_ws_t *ws, int opcode, uint8_t *data, size_t len)
 {
     vg_session_t *s = ws->data;
-    if (s->endpoint->authenticate && !vg__wsuser_admit(s, data, len))
+    if (s->endpoint->authenticate && !s->app->wsuser->admit(s, data, len))
         return;
     s->endpoint->on_message(s, opcode, data, len);
 }
@@ -432,7 +432,7 @@ static void on_read(vg_conn_t *c, char *data, size_t len)
     vg_session_t *s = c->data;
     if (s->ws != NULL) {
         if (s->endpoint->authenticate)
-            vg__wsuser_seen(s, len);
+            s->app->wsuser->seen(s, len);
         vg_ws_feed(s->ws, (uint8_t *)data, len);
     } else
         http_read(s, data, len);
@@ -449,12 +449,10 @@ static void on_eof(vg_conn_t *c, int status)
 static void on_timeout(vg_conn_t *c)
 {
     vg_session_t *s = c->data;
-    if (s->poll != NULL) {
-        vg_poll_timeout(s);
-    } else if (s->sse) {
-        vg_sse_timer(s);
+    if (s->poll != NULL || s->sse) {
+        s->endpoint->on_timer(s); /* a fallback stream's heartbeat or answer */
     } else if (s->ws != NULL && s->ws->state == VG_WS_OPEN && s->endpoint->authenticate) {
-        vg__wsuser_timer(s);
+        s->app->wsuser->timer(s);
     } else if (s->ws != NULL) {
         /* Our close frame went unanswered. */
         vg_conn_close(c);
@@ -482,12 +480,12 @@ static void on_close(vg_conn_t *c)
 {
     vg_session_t *s = c->data;
     if (s->poll != NULL)
-        vg_poll_dispose(s);
+        s->endpoint->on_close(s); /* the held poll's state */
     if (s->on_held_close != NULL)
         s->on_held_close(s);
     vg_buf_dispose(&s->stash);
     if (s->authenticated || s->registered)
-        vg__wsuser_cleanup(s);
+        s->app->wsuser->cleanup(s);
     if (s->ws != NULL) {
         if (s->endpoint->on_close != NULL)
             s->endpoint->on_close(s);
@@ -509,3 +507,13 @@ static const vg_conn_handler_t session_handler = {
     .on_shutdown = on_shutdown,
     .on_close = on_close,
 };
+
+static void handle_websocket(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
+{
+    vg_session_upgrade(s, req, m->route->extra);
+}
+
+void vg_app_route_ws(vg_app_t *app, const char *path, const vg_ws_endpoint_t *endpoint)
+{
+    vg_app_route_ex(app, path, VG_M_GET, handle_websocket, endpoint);
+}

@@ -52,6 +52,12 @@ typedef struct vg_ws_endpoint_s {
     void (*on_open)(vg_session_t *s);
     void (*on_message)(vg_session_t *s, int opcode, uint8_t *data, size_t len);
     void (*on_close)(vg_session_t *s); /* may be NULL */
+    /* Streams that are not WebSockets (SSE, a held long-poll) use these instead of on_message:
+     * how a delivered message reaches the client, and what the connection's timer does. */
+    void (*deliver)(vg_session_t *s, const char *channel, size_t channel_len, uint64_t offset,
+                    vg_chunk_t *frame);
+    void (*on_timer)(vg_session_t *s);
+    int open_when_refused; /* stays open under --refuse-websocket (the conformance endpoint) */
     /* The wire format of delivered messages; NULL: the native envelope as published. */
     const struct vg_format_s *format;
     /* Profile endpoints: options that replace the server-wide ones (may be NULL). */
@@ -107,6 +113,7 @@ typedef struct vg_app_s {
     void (*append_metrics)(struct vg_app_s *app, vg_buf_t *out);
     atomic_uint_fast64_t limit_hits[VG_LIMIT_COUNT]; /* enum vg_limit */
     struct vg_rpc_limits_s *rpc;                     /* transport/rpc.c: calls in flight */
+    const struct vg_wsuser_ops_s *wsuser; /* transport/internal.h: set by vg_transport_init */
 } vg_app_t;
 
 struct vg_session_s {
@@ -148,9 +155,10 @@ struct vg_session_s {
     uint64_t replayed_until; /* loop ms after which the list is stale */
 };
 
-/* The context's own parts (the refusal counter and the route table); the cli fills the rest. */
-void vg_app_init_base(vg_app_t *app, const vg_config_t *cfg);
-void vg_app_dispose_base(vg_app_t *app);
+/* The context's own parts (the route table, the refusal counts, how the transports' files reach
+ * each other); the cli fills in the rest. */
+void vg_transport_init(vg_app_t *app, const vg_config_t *cfg);
+void vg_transport_dispose(vg_app_t *app);
 /* Counts a refused WebSocket handshake under its (static) reason, for /metrics. */
 void vg_app_count_refusal(vg_app_t *app, const char *reason);
 /* Adds a route (routes match in the order added; the cli adds the static catch-all last). */
@@ -203,8 +211,6 @@ void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len
 void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
                                 const char *type, uint64_t offset, vg_chunk_t *frame);
 int vg_session_is_ws_open(const vg_session_t *s);
-/* Nonzero (and forgets it) when this acknowledged-delivery message was just replayed. */
-int vg_session_already_replayed(vg_session_t *s, const char *id);
 /* Fills *view (borrowed, valid while the identity is) with the patterns this session's user may
  * subscribe to: the token's channels claim, else --default-channels. */
 void vg_session_allowed(const vg_session_t *s, vg_patterns_t *view);
@@ -229,7 +235,6 @@ void vg_session_on_hub_command(vg_conn_t *conn, const vg_hub_command_t *cmd);
 /* Acknowledged-delivery replay (transport/replay.c): sends the session's user every unacked
  * message on the channels matching the patterns, oldest first (right after subscribing). */
 void vg_acks_replay(vg_session_t *s, const char *const *patterns, size_t n);
-void vg_acks_forget_replayed(vg_session_t *s);
 
 /* Recomputes membership of the worker's event-type listener list and the registry's view of the
  * subscriptions after a subscribe/unsubscribe (costs the number of subscriptions held). */

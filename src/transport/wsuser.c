@@ -304,6 +304,35 @@ int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const cha
     return 0;
 }
 
+/* ---- acknowledged messages just replayed (replay.c notes them) ---- */
+
+static void forget_replayed(vg_session_t *s)
+{
+    for (size_t i = 0; i < s->num_replayed; i++)
+        vg_free(s->replayed[i]);
+    vg_free(s->replayed);
+    s->replayed = NULL;
+    s->num_replayed = 0;
+}
+
+int vg__wsuser_already_replayed(vg_session_t *s, const char *id)
+{
+    if (s->num_replayed == 0)
+        return 0;
+    if (uv_now(&s->conn->worker->loop) > s->replayed_until) {
+        forget_replayed(s);
+        return 0;
+    }
+    for (size_t i = 0; i < s->num_replayed; i++) {
+        if (strcmp(s->replayed[i], id) == 0) {
+            vg_free(s->replayed[i]);
+            s->replayed[i] = s->replayed[--s->num_replayed];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- subscriptions and delivery ---- */
 
 void vg_identity_allowed(const vg_app_t *app, const vg_identity_t *id, vg_patterns_t *view)
@@ -409,10 +438,8 @@ void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len
 {
     if (s->num_event_types > 0 && !type_wanted(s, type))
         return;
-    if (s->sse)
-        vg_sse_send(s, channel, channel_len, offset, frame);
-    else if (s->poll != NULL)
-        vg_poll_deliver(s, channel, channel_len, offset, frame);
+    if (s->sse || s->poll != NULL)
+        s->endpoint->deliver(s, channel, channel_len, offset, frame);
     else if (s->endpoint != NULL && s->endpoint->format != NULL)
         send_rendered(s, channel, channel_len, type, offset, frame);
     else
@@ -438,7 +465,7 @@ static void on_hub_delivery(vg_subscriber_t *sub, const void *delivery)
         vg_session_deliver_by_type(s, d->channel, d->channel_len, d->type, d->offset, d->frame);
         return;
     }
-    if (d->id != NULL && vg_session_already_replayed(s, d->id))
+    if (d->id != NULL && vg__wsuser_already_replayed(s, d->id))
         return;
     vg_session_deliver(s, d->channel, d->channel_len, d->type, d->offset, d->frame);
 }
@@ -484,7 +511,7 @@ void vg__wsuser_cleanup(vg_session_t *s)
         vg_verbose("conn %" PRIu64 " from %s: user %s disconnected", s->conn->id, s->conn->peer,
                    s->identity.user);
     }
-    vg_acks_forget_replayed(s);
+    forget_replayed(s);
     for (size_t i = 0; i < s->num_event_types; i++)
         vg_free(s->event_types[i]);
     vg_free(s->event_types);
@@ -504,3 +531,12 @@ void vg_notify_acked(vg_app_t *app, const char *user, const char *msg_id, uint64
     vg_hub_notify_user(app->hub, user, except_id, frame);
     vg_chunk_unref(frame);
 }
+
+const vg_wsuser_ops_t vg__wsuser_ops = {
+    .preupgrade = vg__wsuser_preupgrade,
+    .open = vg__wsuser_open,
+    .seen = vg__wsuser_seen,
+    .admit = vg__wsuser_admit,
+    .timer = vg__wsuser_timer,
+    .cleanup = vg__wsuser_cleanup,
+};
