@@ -171,7 +171,7 @@ static int run(const char *data, size_t len, size_t step, const vg_http_limits_t
                 CHECK(req == NULL);
                 int status = vg_http_status_for_error(rc);
                 CHECK(status == 400 || status == 413 || status == 414 || status == 431 ||
-                      status == 505);
+                      status == 501 || status == 505);
                 size_t again;
                 CHECK(vg_http_parse(&p, data, len, &again, &req) == rc);
             }
