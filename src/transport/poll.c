@@ -36,8 +36,6 @@ typedef struct vg_poll_s {
 
 static void set_pos(poll_t *p, const char *channel, size_t len, uint64_t offset)
 {
-    if (offset == 0 && p->num_pos > 0)
-        return; /* a redelivered acknowledged message: it moves no position */
     for (size_t i = 0; i < p->num_pos; i++) {
         if (strlen(p->pos[i].channel) == len && memcmp(p->pos[i].channel, channel, len) == 0) {
             if (offset > p->pos[i].offset)
@@ -60,7 +58,11 @@ static void add_message(poll_t *p, const char *channel, size_t len, uint64_t off
     if (p->count++ > 0)
         vg_buf_append(&p->messages, ",", 1);
     vg_buf_append(&p->messages, payload, plen);
-    set_pos(p, channel, len, offset);
+    /* A redelivered acknowledged message (offset 0) moves no position.  A channel's starting
+     * position may be 0 (nothing published yet) and must still be reported, or the client's next
+     * poll does not name the channel and misses its first message. */
+    if (offset > 0)
+        set_pos(p, channel, len, offset);
 }
 
 static void poll_dispose(vg_session_t *s)

@@ -111,6 +111,19 @@ def test_poll_returns_at_once_when_data_waits(vigil_factory):
     assert got["since"] == "p.a:2"
 
 
+def test_poll_reports_every_channel_that_has_nothing_yet(vigil_factory):
+    """The first poll gives a position for each channel it names, 0 for those with nothing
+    published yet, so the next poll names them all and a first message published between two
+    polls is not lost (only the first of them was reported before)."""
+    srv = start(vigil_factory)
+    first = poll(srv, "channels=z.a,z.b,z.c&timeout=0")
+    assert first == {"messages": [], "since": "z.a:0,z.b:0,z.c:0"}
+    publish(srv, "z.b", ["first of z.b"])
+    got = poll(srv, f"channels=z.a,z.b,z.c&since={first['since']}&timeout=0")
+    assert [m["data"] for m in got["messages"]] == ["first of z.b"]
+    assert got["since"] == "z.a:0,z.b:1,z.c:0"
+
+
 def test_poll_holds_until_a_message_or_the_timeout(vigil_factory):
     srv = start(vigil_factory)
     t0 = time.monotonic()
