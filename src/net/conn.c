@@ -183,7 +183,12 @@ int vg_conn_send_latest(vg_conn_t *c, const void *data, size_t len, size_t room)
 {
     if (c->flags & (VG_CONN_F_CLOSING | VG_CONN_F_FLUSH_CLOSE | VG_CONN_F_LINGER))
         return VG_ECLOSED;
-    int64_t at = latest_waiting(c);
+    /* Replace only when the peer is not draining (bytes of a write still wait in libuv because
+     * the kernel would take no more, or the queue is full): otherwise every request gets its
+     * answer. */
+    int backed_up = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0 ||
+                    c->_q_bytes + len > c->worker->max_outbound;
+    int64_t at = backed_up ? latest_waiting(c) : -1;
     if (at >= 0) {
         vg_chunk_t *old = c->_q[at];
         /* Only this queue holds it and no write has started: it may still change. */

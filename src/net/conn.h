@@ -87,13 +87,15 @@ int vg_conn_send(vg_conn_t *c, vg_chunk_t *chunk);
 /* Like vg_conn_send but ignores max_outbound: for the few small frames that must go out on the
  * way to closing (close frames, error responses). */
 int vg_conn_send_force(vg_conn_t *c, vg_chunk_t *chunk);
-/* Queues a copy of bytes of which only the newest matter (a WebSocket pong: RFC 6455 section
- * 5.5.3 lets an endpoint answer only the most recent of several pings).  When the bytes queued
- * by the previous call are still waiting (not yet being written) they are replaced in place, so
- * a peer that sends such requests and never reads makes the conn hold at most two of them (one
- * being written, one waiting), never a backlog, and costs no allocation per request.  `room`:
+/* Queues a copy of bytes of which only the newest matter once the peer stops reading (a
+ * WebSocket pong: RFC 6455 section 5.5.3 lets an endpoint answer only the most recent of several
+ * pings).  While the peer drains its socket every call queues its own copy, so each ping gets its
+ * pong (what conformance suites expect).  Once it does not (the kernel takes no more of a write,
+ * or the queue is at max_outbound), the copy of the previous call that is still waiting is replaced
+ * in place: a peer that sends such requests and never reads makes the conn hold one write's worth
+ * and one waiting copy, never a growing backlog, and costs no allocation per request.  `room`:
  * the size to allocate when a new chunk is needed (the largest such message), so later ones fit
- * in it.  Ignores max_outbound.  Returns 0 or VG_ECLOSED. */
+ * in it.  Returns 0 or VG_ECLOSED. */
 int vg_conn_send_latest(vg_conn_t *c, const void *data, size_t len, size_t room);
 /* Queues a chunk that may be larger than max_outbound (a large answer the peer asked for): it is
  * accepted when the queue holds no more than max_outbound, and then not counted against the
