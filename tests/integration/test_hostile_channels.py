@@ -15,7 +15,6 @@ when the server exits, which fails the test.
 """
 
 import asyncio
-import functools
 import json
 import threading
 import time
