@@ -22,11 +22,19 @@
 
 /* The user side of a stream (wsuser.c) as the connection code (session.c) calls it. */
 typedef struct vg_wsuser_ops_s {
+    /* Before the 101: checks Origin and authenticates.  Returns 0 to go on (with *fail_reason set
+     * when the socket must be closed with 1008 right after the handshake), or an HTTP status
+     * already answered (403). */
     int (*preupgrade)(vg_session_t *s, vg_http_request_t *req, const char **fail_reason);
+    /* After the 101: registers the connection, starts heartbeats, calls the endpoint's on_open. */
     void (*open)(vg_session_t *s, const char *fail_reason);
+    /* Bytes arrived: the peer is alive. */
     void (*seen)(vg_session_t *s, size_t bytes);
+    /* A message arrived: rate limit.  Returns nonzero when the endpoint may handle it. */
     int (*admit)(vg_session_t *s, const uint8_t *data, size_t len);
+    /* The connection's timer fired while the WebSocket is open (heartbeat, token expiry). */
     void (*timer)(vg_session_t *s);
+    /* The connection is going away: leave the index, the registry, the listener list. */
     void (*cleanup)(vg_session_t *s);
 } vg_wsuser_ops_t;
 extern const vg_wsuser_ops_t vg__wsuser_ops;
@@ -36,25 +44,11 @@ void vg__app_init(vg_app_t *app, const vg_config_t *cfg);
 void vg__app_dispose(vg_app_t *app);
 
 /* The WebSocket user side (transport/wsuser.c), called by session.c. */
-/* Before the 101: checks Origin and authenticates.  Returns 0 to go on (with *fail_reason set
- * when the socket must be closed with 1008 right after the handshake), or an HTTP status already
- * answered (403). */
-int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason);
 /* Authenticates a request that opens a stream (token, ticket, Bearer or anonymous): fills
  * s->identity.  Returns 0 or VG_EAUTH with a reason. */
 int vg__wsuser_authenticate(vg_session_t *s, vg_http_request_t *req, const char **reason);
 /* Fills s->reg for vg_registry_add (endpoint from s->endpoint). */
 void vg__wsuser_registry_init(vg_session_t *s);
-/* After the 101: registers the connection, starts heartbeats, calls the endpoint's on_open. */
-void vg__wsuser_open(vg_session_t *s, const char *fail_reason);
-/* Bytes arrived: the peer is alive. */
-void vg__wsuser_seen(vg_session_t *s, size_t bytes);
-/* A message arrived: rate limit.  Returns nonzero when the endpoint may handle it. */
-int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len);
-/* The connection's timer fired while the WebSocket is open (heartbeat, token expiry). */
-void vg__wsuser_timer(vg_session_t *s);
-/* Re-arms the timer for the next heartbeat or expiry. */
-void vg__wsuser_schedule(vg_session_t *s);
 /* The connection is going away: leave the index, the registry, the listener list. */
 void vg__wsuser_cleanup(vg_session_t *s);
 /* Replaces the identity (refresh); returns 0 or VG_EAUTH with reason. */
@@ -89,9 +83,5 @@ typedef struct vg_stream_sub_s {
     size_t count;
 } vg_stream_sub_t;
 void vg__stream_subscribe_all(void *arg);
-
-/* Nonzero (and forgets it) when this acknowledged-delivery message was just replayed (the ids are
- * noted by replay.c in s->replayed). */
-int vg__wsuser_already_replayed(vg_session_t *s, const char *id);
 
 #endif

@@ -2,7 +2,7 @@
  * Acknowledged-delivery messages replayed to a stream when it subscribes: every message the user
  * has not acked on the channels it asked for, oldest first, before the live stream.  A message
  * published just before the replay may also arrive live once; the ids replayed in the last
- * moments are remembered so that copy is dropped (vg__wsuser_already_replayed).
+ * moments are remembered so that copy is dropped (wsuser.c, on_hub_delivery).
  */
 #include <inttypes.h>
 #include <string.h>

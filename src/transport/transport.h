@@ -207,9 +207,6 @@ void vg_session_ws_close(vg_session_t *s, int code, const char *reason);
  * filters let the message through. */
 void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len, const char *type,
                         uint64_t offset, vg_chunk_t *frame);
-/* Delivery to an event-type listener: also checks that the user may read the channel. */
-void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
-                                const char *type, uint64_t offset, vg_chunk_t *frame);
 int vg_session_is_ws_open(const vg_session_t *s);
 /* Fills *view (borrowed, valid while the identity is) with the patterns this session's user may
  * subscribe to: the token's channels claim, else --default-channels. */

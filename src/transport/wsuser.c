@@ -21,6 +21,8 @@
 
 #define CLOSE_TOKEN_EXPIRED 4001
 
+static void schedule_timer(vg_session_t *s);
+
 static uint64_t seconds_to_ms(double s)
 {
     return (uint64_t)(s * 1000.0 + 0.5);
@@ -87,7 +89,7 @@ static double ping_timeout(const vg_session_t *s)
     return v > 0 ? v : s->app->cfg->ping_timeout;
 }
 
-int vg__wsuser_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason)
+static int on_preupgrade(vg_session_t *s, vg_http_request_t *req, const char **fail_reason)
 {
     if (!origin_allowed(s->app, req)) {
         vg_notice("conn %" PRIu64 " from %s: refused: origin not allowed", s->conn->id,
@@ -153,7 +155,7 @@ static void close_previous(vg_session_t *s)
     vg_registry_each(s->app->registry, s->identity.user, collect_same_endpoint, s);
 }
 
-void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
+static void on_open(vg_session_t *s, const char *fail_reason)
 {
     vg_session_subscriber_init(s);
     if (fail_reason != NULL || !s->authenticated) {
@@ -184,12 +186,12 @@ void vg__wsuser_open(vg_session_t *s, const char *fail_reason)
     vg_notice("conn %" PRIu64 " from %s: user %s connected on %s", s->conn->id, s->conn->peer,
               s->identity.user, s->endpoint->path);
     s->endpoint->on_open(s);
-    vg__wsuser_schedule(s);
+    schedule_timer(s);
 }
 
 /* ---- liveness, expiry, rate ---- */
 
-void vg__wsuser_seen(vg_session_t *s, size_t bytes)
+static void on_seen(vg_session_t *s, size_t bytes)
 {
     vg_hub_stats_t *st = vg_hub_stats(s->conn->worker);
     atomic_store_explicit(&st->bytes_in,
@@ -209,7 +211,7 @@ static uint64_t expiry_deadline(const vg_session_t *s)
     return loop_now(s) + (left > 0 ? seconds_to_ms(left) : 0);
 }
 
-void vg__wsuser_schedule(vg_session_t *s)
+static void schedule_timer(vg_session_t *s)
 {
     if (!s->registered || s->ws == NULL || s->ws->state != VG_WS_OPEN)
         return;
@@ -224,7 +226,7 @@ void vg__wsuser_schedule(vg_session_t *s)
     vg_conn_timer_start(s->conn, next > now ? next - now : 0);
 }
 
-void vg__wsuser_timer(vg_session_t *s)
+static void on_timer(vg_session_t *s)
 {
     uint64_t now = loop_now(s);
     if (now - s->last_seen >= seconds_to_ms(ping_timeout(s))) {
@@ -248,7 +250,7 @@ void vg__wsuser_timer(vg_session_t *s)
         vg_chunk_unref(ping);
         s->last_ping = now;
     }
-    vg__wsuser_schedule(s);
+    schedule_timer(s);
 }
 
 /* The rate-limit error answers the request it refused, so it carries that request's id. */
@@ -271,7 +273,7 @@ static void send_rate_limited(vg_session_t *s, const uint8_t *data, size_t len)
  * with pings).  The first message refused in a second is answered with an error and every
  * refused one is dropped; a client still sending a whole rate's worth past it within one second
  * is closed. */
-int vg__wsuser_admit(vg_session_t *s, const uint8_t *data, size_t len)
+static int on_admit(vg_session_t *s, const uint8_t *data, size_t len)
 {
     atomic_store_explicit(&s->reg.messages_in,
                           atomic_load_explicit(&s->reg.messages_in, memory_order_relaxed) + 1,
@@ -300,7 +302,7 @@ int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const cha
     }
     vg_identity_dispose(&s->identity);
     s->identity = id;
-    vg__wsuser_schedule(s);
+    schedule_timer(s);
     return 0;
 }
 
@@ -315,7 +317,9 @@ static void forget_replayed(vg_session_t *s)
     s->num_replayed = 0;
 }
 
-int vg__wsuser_already_replayed(vg_session_t *s, const char *id)
+/* Nonzero (and forgets it) when this acknowledged-delivery message was just replayed, so its
+ * live copy, published right around the subscribe, is not delivered twice. */
+static int already_replayed(vg_session_t *s, const char *id)
 {
     if (s->num_replayed == 0)
         return 0;
@@ -446,8 +450,8 @@ void vg_session_deliver(vg_session_t *s, const char *channel, size_t channel_len
         send_delivery(s, frame);
 }
 
-void vg_session_deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
-                                const char *type, uint64_t offset, vg_chunk_t *frame)
+static void deliver_by_type(vg_session_t *s, const char *channel, size_t channel_len,
+                            const char *type, uint64_t offset, vg_chunk_t *frame)
 {
     vg_patterns_t allowed;
     vg_session_allowed(s, &allowed);
@@ -462,10 +466,10 @@ static void on_hub_delivery(vg_subscriber_t *sub, const void *delivery)
     const vg_delivery_t *d = delivery;
     vg_session_t *s = sub->data;
     if (d->by_type) {
-        vg_session_deliver_by_type(s, d->channel, d->channel_len, d->type, d->offset, d->frame);
+        deliver_by_type(s, d->channel, d->channel_len, d->type, d->offset, d->frame);
         return;
     }
-    if (d->id != NULL && vg__wsuser_already_replayed(s, d->id))
+    if (d->id != NULL && already_replayed(s, d->id))
         return;
     vg_session_deliver(s, d->channel, d->channel_len, d->type, d->offset, d->frame);
 }
@@ -533,10 +537,10 @@ void vg_notify_acked(vg_app_t *app, const char *user, const char *msg_id, uint64
 }
 
 const vg_wsuser_ops_t vg__wsuser_ops = {
-    .preupgrade = vg__wsuser_preupgrade,
-    .open = vg__wsuser_open,
-    .seen = vg__wsuser_seen,
-    .admit = vg__wsuser_admit,
-    .timer = vg__wsuser_timer,
+    .preupgrade = on_preupgrade,
+    .open = on_open,
+    .seen = on_seen,
+    .admit = on_admit,
+    .timer = on_timer,
     .cleanup = vg__wsuser_cleanup,
 };
