@@ -91,12 +91,10 @@ int vg__stream_parse_position(char *text, char **channels, size_t n, vg_recovery
         return -1;
     *colon = '\0';
     const char *digits = colon + 1;
-    size_t len = strspn(digits, "0123456789");
-    /* At most 19 digits and not above INT64_MAX, the largest offset the JSON side can carry. */
-    if (len == 0 || digits[len] != '\0' || len > 19)
-        return -1;
-    unsigned long long off = strtoull(digits, NULL, 10);
-    if (off > (unsigned long long)INT64_MAX || vg_channel_check_name(text, strlen(text)) != NULL)
+    uint64_t off;
+    /* Not above INT64_MAX, the largest offset the JSON side can carry. */
+    if (vg_parse_decimal(digits, strlen(digits), INT64_MAX, &off) != 0 ||
+        vg_channel_check_name(text, strlen(text)) != NULL)
         return -1;
     int covered = 0;
     for (size_t i = 0; i < n && !covered; i++)

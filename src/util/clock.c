@@ -1,10 +1,11 @@
 #include "util/clock.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "util/num.h"
 
 int64_t vg_wall_ms(void)
 {
@@ -62,13 +63,10 @@ static int days_in_month(int year, int month)
 /* Milliseconds since 1970 as plain decimal digits, within int64. */
 static int parse_ms(const char *text, int64_t *ms)
 {
-    if (text[strspn(text, "0123456789")] != '\0')
+    uint64_t v;
+    if (vg_parse_decimal(text, strlen(text), INT64_MAX, &v) != 0)
         return -1;
-    errno = 0;
-    long long v = strtoll(text, NULL, 10);
-    if (errno == ERANGE)
-        return -1;
-    *ms = v;
+    *ms = (int64_t)v;
     return 0;
 }
 
