@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from check_includes import LAYERS  # noqa: E402  (the one place the order is written)
+from check_includes import LAYERS, strongly_connected  # noqa: E402  (the order is written there)
 
 
 def symbols(lib):
@@ -69,37 +69,11 @@ def main():
 
 
 def cycles(graph, why):
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                members = set(comp)
-                edges = [f"{a} -> {b} ({why[(a, b)]})" for a in sorted(comp)
-                         for b in sorted(graph.get(a, ())) if b in members]
-                out.append("; ".join(edges))
-
-    sys.setrecursionlimit(10000)
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
+    out = []
+    for comp in strongly_connected(graph):
+        members = set(comp)
+        out.append("; ".join(f"{a} -> {b} ({why[(a, b)]})" for a in comp
+                             for b in sorted(graph.get(a, ())) if b in members))
     return out
 
 

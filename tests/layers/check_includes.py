@@ -72,24 +72,17 @@ def layer_errors(src, includes):
     return errors
 
 
-def cycle_errors(includes):
-    """Strongly connected components of the module graph with more than one module."""
-    graph, where = {}, {}
-    for rel, n, inc in includes:
-        a, b = module(rel), module(inc)
-        graph.setdefault(a, set())
-        graph.setdefault(b, set())
-        if a != b:
-            graph[a].add(b)
-            where.setdefault((a, b), f"{rel}:{n}")
+def strongly_connected(graph):
+    """The strongly connected components of more than one node of {node: set(successors)}: the
+    loops (Tarjan), each as a sorted list."""
     index, low, stack, on_stack, sccs, counter = {}, {}, [], set(), [], [0]
 
-    def visit(v):  # Tarjan, iterative enough for a tree of this size
+    def visit(v):
         index[v] = low[v] = counter[0]
         counter[0] += 1
         stack.append(v)
         on_stack.add(v)
-        for w in sorted(graph[v]):
+        for w in sorted(graph.get(v, ())):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -110,8 +103,21 @@ def cycle_errors(includes):
     for v in sorted(graph):
         if v not in index:
             visit(v)
+    return sccs
+
+
+def cycle_errors(includes):
+    """Include cycles between modules."""
+    graph, where = {}, {}
+    for rel, n, inc in includes:
+        a, b = module(rel), module(inc)
+        graph.setdefault(a, set())
+        graph.setdefault(b, set())
+        if a != b:
+            graph[a].add(b)
+            where.setdefault((a, b), f"{rel}:{n}")
     errors = []
-    for comp in sccs:
+    for comp in strongly_connected(graph):
         members = set(comp)
         edges = [where[(a, b)] + f' includes "{b}"' for a in comp for b in sorted(graph[a])
                  if b in members]
