@@ -56,6 +56,16 @@ int vg__wsuser_refresh(vg_session_t *s, const char *token, size_t len, const cha
 
 /* What SSE and long-poll share (stream.c). */
 
+/* Authenticates the request that opens a stream (or answers 401) and makes the session a
+ * subscriber served by `endpoint`.  Returns 0, or -1 when the request was answered. */
+int vg__stream_open(vg_session_t *s, vg_http_request_t *req, const vg_ws_endpoint_t *endpoint);
+/* Enters the stream in the registry under the per-user limit (or answers 429).  Returns 0, or
+ * -1 when the request was answered. */
+int vg__stream_register(vg_session_t *s);
+/* A request refused after vg__stream_open: the identity goes with it (the connection may carry
+ * on with other requests). */
+void vg__stream_refused(vg_session_t *s);
+
 /* Reads ?channels=a,b into out[] (pointers into buf), checking names and permissions; answers
  * 400/403 itself.  Returns the count or -1. */
 int vg__stream_parse_channels(vg_session_t *s, vg_http_request_t *req, char *buf, size_t cap,

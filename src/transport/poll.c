@@ -170,14 +170,8 @@ static int parse_timeout(vg_http_request_t *req, double *timeout)
 void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
 {
     (void)m;
-    const char *reason = "unauthorized";
-    if (vg__wsuser_authenticate(s, req, &reason) != 0) {
-        vg_session_respond_error(s, 401, "unauthorized", reason, NULL);
+    if (vg__stream_open(s, req, &poll_endpoint) != 0)
         return;
-    }
-    s->authenticated = 1;
-    s->endpoint = &poll_endpoint;
-    vg_session_subscriber_init(s);
     char chbuf[4096], sincebuf[4096], *channels[MAX_CHANNELS];
     vg_recovery_t rec[MAX_CHANNELS];
     int n = vg__stream_parse_channels(s, req, chbuf, sizeof(chbuf), channels, MAX_CHANNELS);
@@ -200,14 +194,8 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
                                  NULL);
         goto refused;
     }
-    vg__wsuser_registry_init(s);
-    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user, vg_session_user_limit(s)) !=
-        0) {
-        vg_app_count_refusal(s->app, "too many connections");
-        vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
+    if (vg__stream_register(s) != 0)
         goto refused;
-    }
-    s->registered = 1;
     s->poll = vg_calloc(1, sizeof(poll_t));
     int first_poll = nrec == 0;
     /* Channels asked for by name but not in since start from their current position: ask the
@@ -245,6 +233,5 @@ void vg_poll_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_matc
     vg_conn_timer_start(s->conn, (uint64_t)(timeout * 1000));
     return;
 refused:
-    vg_identity_dispose(&s->identity);
-    s->authenticated = 0;
+    vg__stream_refused(s);
 }

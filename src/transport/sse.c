@@ -117,14 +117,8 @@ static void start_stream(vg_session_t *s, char **channels, size_t n, vg_recovery
 void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match_t *m)
 {
     (void)m;
-    const char *reason = "unauthorized";
-    if (vg__wsuser_authenticate(s, req, &reason) != 0) {
-        vg_session_respond_error(s, 401, "unauthorized", reason, NULL);
+    if (vg__stream_open(s, req, &sse_endpoint) != 0)
         return;
-    }
-    s->authenticated = 1;
-    s->endpoint = &sse_endpoint;
-    vg_session_subscriber_init(s);
     char buf[4096], idbuf[256], *channels[MAX_CHANNELS];
     int n = vg__stream_parse_channels(s, req, buf, sizeof(buf), channels, MAX_CHANNELS);
     if (n < 0)
@@ -145,14 +139,8 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
                                  NULL);
         goto refused;
     }
-    vg__wsuser_registry_init(s);
-    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user, vg_session_user_limit(s)) !=
-        0) {
-        vg_app_count_refusal(s->app, "too many connections");
-        vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
+    if (vg__stream_register(s) != 0)
         goto refused;
-    }
-    s->registered = 1;
     s->sse = 1;
     s->keep_alive = 0;
     vg_notice("conn %" PRIu64 " from %s: user %s connected on /api/sse", s->conn->id, s->conn->peer,
@@ -161,7 +149,5 @@ void vg_sse_handle(vg_session_t *s, vg_http_request_t *req, const vg_route_match
     vg_session_subscriptions_changed(s);
     return;
 refused:
-    /* The connection may carry on with other requests: the identity goes with this one. */
-    vg_identity_dispose(&s->identity);
-    s->authenticated = 0;
+    vg__stream_refused(s);
 }

@@ -107,3 +107,36 @@ int vg__stream_parse_position(char *text, char **channels, size_t n, vg_recovery
     r->since_offset = off;
     return 0;
 }
+
+int vg__stream_open(vg_session_t *s, vg_http_request_t *req, const vg_ws_endpoint_t *endpoint)
+{
+    const char *reason = "unauthorized";
+    if (vg__wsuser_authenticate(s, req, &reason) != 0) {
+        vg_session_respond_error(s, 401, "unauthorized", reason, NULL);
+        return -1;
+    }
+    s->authenticated = 1;
+    s->endpoint = endpoint;
+    vg_session_subscriber_init(s);
+    return 0;
+}
+
+int vg__stream_register(vg_session_t *s)
+{
+    vg__wsuser_registry_init(s);
+    if (vg_registry_add(s->app->registry, &s->reg, s->identity.user, vg_session_user_limit(s)) !=
+        0) {
+        vg_app_count_refusal(s->app, "too many connections");
+        vg_session_respond_error(s, 429, "too_many_connections", "too many connections", NULL);
+        return -1;
+    }
+    s->registered = 1;
+    return 0;
+}
+
+void vg__stream_refused(vg_session_t *s)
+{
+    /* The connection may carry on with other requests: the identity goes with this one. */
+    vg_identity_dispose(&s->identity);
+    s->authenticated = 0;
+}
