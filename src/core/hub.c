@@ -262,15 +262,10 @@ static void record_latency(hub_worker_t *hw, uint64_t published_ns)
                           memory_order_relaxed);
 }
 
-typedef struct delivery_s {
-    const item_t *item;
-} delivery_t;
-
+/* The delivery is built once per message (deliver_message) and handed to every subscriber. */
 static void on_match(vg_subscriber_t *sub, void *arg)
 {
-    const item_t *it = ((delivery_t *)arg)->item;
-    vg_delivery_t d = {it->channel, it->channel_len, it->type, it->offset, it->frame, it->id, 0};
-    sub->deliver(sub, &d);
+    sub->deliver(sub, arg);
 }
 
 static void forget_rendered(hub_worker_t *hw)
@@ -299,15 +294,14 @@ vg_chunk_t *vg_hub_render(vg_worker_t *w, const vg_format_t *format, const vg_de
 
 static void deliver_message(hub_worker_t *hw, const item_t *it)
 {
-    delivery_t d = {it};
+    vg_delivery_t d = {it->channel, it->channel_len, it->type, it->offset, it->frame, it->id, 0};
     hw->rendering = it->frame;
     vg_subs_match(hw->subs, it->channel, it->channel_len, on_match, &d);
-    vg_delivery_t d_by_type = {it->channel, it->channel_len, it->type, it->offset,
-                               it->frame,   it->id,          1};
+    d.by_type = 1;
     for (vg_subscriber_t *sub = hw->type_listeners, *next; sub != NULL; sub = next) {
         next = sub->_tl_next;
         /* Subscribers in this list have no channel subscription, so no double delivery. */
-        sub->deliver(sub, &d_by_type);
+        sub->deliver(sub, &d);
     }
     forget_rendered(hw);
     record_latency(hw, it->published_ns);
